@@ -1,0 +1,100 @@
+"""The ``psplava`` command line.
+
+Errors in user input (:class:`psplava.errors.PsplavaError`) print one line to stderr
+and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from psplava.errors import PsplavaError
+
+COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+
+def _add_dataset_args(p: argparse.ArgumentParser, root_required: bool = False) -> None:
+    p.add_argument("--dataset", required=True, choices=["nmnist", "fmnist", "digits"])
+    p.add_argument("--root", default=None, help="dataset root (not needed for digits)")
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--steps", type=int, default=None,
+                   help="time steps T (default 300 for events, 100 for fmnist)")
+    p.add_argument("--dt", type=float, default=1.0, help="bin width in ms (events)")
+
+
+def _cmd_data_info(args: argparse.Namespace) -> int:
+    from psplava.data import make_dataset
+    from psplava.data.inspect import dataset_info, format_info
+
+    ds = make_dataset(args.dataset, args.root, args.split, steps=args.steps, dt_ms=args.dt)
+    info = dataset_info(ds, max_event_samples=args.max_samples)
+    info.update({"dataset": args.dataset, "split": args.split, "root": args.root})
+    print(format_info(info, f"{args.dataset} ({args.split}) at {args.root or 'embedded'}"))
+    if args.json:
+        print(json.dumps(info))
+    return 0
+
+
+def _cmd_data_show(args: argparse.Namespace) -> int:
+    from psplava.data import make_dataset
+    from psplava.data.inspect import show_sample
+
+    ds = make_dataset(args.dataset, args.root, args.split, steps=args.steps, dt_ms=args.dt)
+    out = show_sample(ds, args.index, args.out, slices=args.slices)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="psplava", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    info = dsub.add_parser("info", help="samples, class counts, events per sample, duration")
+    _add_dataset_args(info)
+    info.add_argument("--max-samples", type=int, default=None,
+                      help="measure event statistics on at most this many samples")
+    info.add_argument("--json", action="store_true", help="also print a JSON line")
+    info.set_defaults(func=_cmd_data_info)
+    show = dsub.add_parser("show", help="PNG of one sample: one image per saccade/time slice")
+    _add_dataset_args(show)
+    show.add_argument("--index", type=int, default=0)
+    show.add_argument("--out", required=True, help="output PNG path")
+    show.add_argument("--slices", type=int, default=3, help="time slices (3 = per saccade)")
+    show.set_defaults(func=_cmd_data_show)
+
+    for register in COMMANDS.values():
+        register(sub)
+    return parser
+
+
+def _register_stage_commands() -> None:
+    """Stage packages add their subcommands (train, evaluate, report, ...) here."""
+    from psplava.train import cli as train_cli
+
+    COMMANDS.setdefault("train", train_cli.register)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _register_stage_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PsplavaError as exc:
+        if args.debug:
+            raise
+        print(f"psplava: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("psplava: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

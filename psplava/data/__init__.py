@@ -1,0 +1,106 @@
+"""Datasets as dense spike tensors ``(T, H, W, C)`` plus labels.
+
+- :class:`~psplava.data.nmnist.NMNIST`: real N-MNIST recordings (official or flat layout)
+- :class:`~psplava.data.fmnist.FashionMNIST`: Fashion-MNIST with a spike encoding
+- :class:`~psplava.data.digits.Digits`: the embedded default (scikit-learn digits through
+  an N-MNIST saccade emulator); needs no files
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from psplava.data.events import Binning, bin_events, read_nmnist_file
+from psplava.errors import DataError
+
+
+class DatasetName(str, Enum):
+    NMNIST = "nmnist"
+    FMNIST = "fmnist"
+    DIGITS = "digits"
+
+
+#: Default location of the shared data, relative to the repository root.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def resolve_root(root: str | Path | None) -> Path | None:
+    """Relative roots are taken from the current directory, falling back to the repo root."""
+    if root is None or str(root) == "":
+        return None
+    p = Path(root).expanduser()
+    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).exists():
+        return REPO_ROOT / p
+    return p
+
+
+def make_dataset(name: str, root: str | Path | None, split: str, *, steps: int | None = None,
+                 dt_ms: float = 1.0, encoding: dict[str, Any] | None = None, seed: int = 0,
+                 limit: int | None = None):
+    """Build a dataset by name; ``steps`` defaults to 300 (events) or 100 (F-MNIST)."""
+    try:
+        kind = DatasetName(name)
+    except ValueError:
+        raise DataError(f"unknown dataset {name!r}; expected one of "
+                        f"{[d.value for d in DatasetName]}") from None
+    if kind is DatasetName.FMNIST:
+        from psplava.data.fmnist import Encoding, FashionMNIST
+
+        if root is None:
+            raise DataError("the fmnist dataset needs --root (a folder with the idx files or "
+                            "fashion_mnist.npz)")
+        enc = Encoding(**{"steps": steps or 100, "seed": seed, **(encoding or {})})
+        ds = FashionMNIST(resolve_root(root), split, enc)
+    elif kind is DatasetName.NMNIST:
+        from psplava.data.nmnist import NMNIST
+
+        if root is None:
+            raise DataError("the nmnist dataset needs --root (the N-MNIST folder)")
+        ds = NMNIST(resolve_root(root), split, Binning(dt_ms, steps or 300))
+    else:
+        from psplava.data.digits import Digits
+
+        ds = Digits(split, Binning(dt_ms, steps or 300), seed=seed)
+    if limit is not None:
+        return Subset(ds, np.arange(min(limit, len(ds))))
+    return ds
+
+
+class Subset:
+    """A view of some samples of a dataset (keeps ``labels``, ``sensor``, ``events``)."""
+
+    def __init__(self, dataset, indices) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(dataset.labels)[self.indices]
+        self.sensor = dataset.sensor
+        self.num_classes = dataset.num_classes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        return self.dataset[int(self.indices[i])]
+
+    def events(self, i: int) -> np.ndarray:
+        return self.dataset.events(int(self.indices[i]))
+
+
+def train_val_split(n: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(n)`` into sorted (train, validation) index arrays.
+
+    The paper holds out 6,000 of N-MNIST's 60,000 training samples for validation.
+    """
+    if not 0 <= n_val < n:
+        raise DataError(f"cannot hold out {n_val} of {n} samples for validation")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+__all__ = ["Binning", "DatasetName", "Subset", "bin_events", "make_dataset",
+           "read_nmnist_file", "resolve_root", "train_val_split", "SHARED_DATA", "REPO_ROOT"]

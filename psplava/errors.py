@@ -1,0 +1,46 @@
+"""User-facing errors.
+
+Anything raised as :class:`PsplavaError` is a problem with the user's input (a file, a
+flag, a config) rather than a bug: the CLI prints its message on one line and exits
+with status 2, without a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+class PsplavaError(Exception):
+    """A clear, one-line problem with user input; the CLI exits with status 2."""
+
+
+class DataError(PsplavaError):
+    """A dataset file or folder is missing, malformed or inconsistent."""
+
+
+class ConfigError(PsplavaError):
+    """A configuration value is missing or invalid."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    On any exception the temporary file is removed, so a failed write never leaves a
+    half-written file behind (and never clobbers an older good one).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
