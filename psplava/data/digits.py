@@ -38,7 +38,7 @@ class SaccadeParams:
 
     digit_size: int = 28          # side of the scaled digit [px]
     saccade_ms: int = 100         # duration of each of the three saccades [ms]
-    contrast: float = 0.25        # mean contrast threshold [log intensity]
+    contrast: float = 0.35        # mean contrast threshold [log intensity]
     contrast_sigma: float = 0.03  # per-pixel threshold spread [log intensity]
     floor: float = 0.1            # intensity of the dark background (avoids log 0) [a.u.]
     noise_hz: float = 0.2         # background-activity rate per pixel and polarity [Hz]
