@@ -1,0 +1,203 @@
+"""Neurons on lava-dl SLAYER's API: the paper's SRM neuron and lava-dl's CUBA neuron.
+
+Tensors are time-major, channels-last: ``(T, N, ..., C)``.  The SRM mathematics lives
+in :mod:`psplava.train.kernels`; this module binds it to autograd and to
+``lava.lib.dl.slayer.neuron.base.Neuron`` (threshold, surrogate ``tau_rho``/``scale_rho``
+and the ``device_params`` export convention).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+import torch
+from lava.lib.dl.slayer.neuron import base as slayer_base
+from lava.lib.dl.slayer.neuron import cuba as slayer_cuba
+
+from psplava.train import kernels
+
+
+class RefractoryKind(str, Enum):
+    EXP = "exp"      # the paper's nu(t) = -2 theta exp(-t / tau_r)
+    ALPHA = "alpha"  # slayerPytorch's nu(t) = -2 theta (t / tau_r) exp(1 - t / tau_r)
+
+
+class SurrogateForm(str, Enum):
+    """Form of the surrogate derivative rho(u) of the Heaviside step.
+
+    SLAYER: ``(1 / alpha) exp(-|u - theta| / beta)``, as slayerPytorch computes it
+            (alpha = beta = 10: rho = 0.1 exp(-|u - 10| / 10)).  Default.
+    PAPER:  ``(1 / alpha) exp(-beta |u - theta|)``, the paper's text read literally
+            (100x narrower at beta = 10).
+    Both are expressed with lava-dl's ``scale_rho / (2 tau_rho) exp(-|u-theta| / tau_rho)``.
+    """
+
+    SLAYER = "slayer"
+    PAPER = "paper"
+
+    def tau_scale(self, alpha: float, beta: float) -> tuple[float, float]:
+        """(tau_rho, scale_rho) of lava-dl's surrogate for this form."""
+        if self is SurrogateForm.SLAYER:
+            return beta, 2.0 * beta / alpha
+        return 1.0 / beta, 2.0 / (alpha * beta)
+
+
+@dataclass(frozen=True)
+class SRMParams:
+    """SRM neuron parameters (Table 1 defaults); time in steps, potentials in units of W a."""
+
+    theta: float = 10.0                  # threshold
+    tau_s: float = 10.0                  # PSP (alpha kernel) time constant [steps]
+    tau_r: float = 10.0                  # refractory time constant [steps]
+    refractory: RefractoryKind = RefractoryKind.EXP
+    surrogate: SurrogateForm = SurrogateForm.SLAYER
+    alpha: float = 10.0                  # surrogate scale (1 / alpha)
+    beta: float = 10.0                   # surrogate width
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "refractory", RefractoryKind(self.refractory))
+        object.__setattr__(self, "surrogate", SurrogateForm(self.surrogate))
+        if min(self.theta, self.tau_s, self.tau_r, self.alpha, self.beta) <= 0:
+            raise ValueError(f"SRM parameters must be positive: {self}")
+
+    @property
+    def psp_decay(self) -> float:
+        return math.exp(-1.0 / self.tau_s)
+
+    @property
+    def psp_gain(self) -> float:
+        return math.e / self.tau_s
+
+    @property
+    def ref_decay(self) -> float:
+        return math.exp(-1.0 / self.tau_r)
+
+    @property
+    def ref_gain(self) -> float:
+        if self.refractory is RefractoryKind.ALPHA:
+            return -2.0 * self.theta * math.e / self.tau_r
+        return -2.0 * self.theta
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["refractory"], d["surrogate"] = self.refractory.value, self.surrogate.value
+        return d
+
+
+def _flat(x: torch.Tensor) -> np.ndarray:
+    return x.detach().reshape(x.shape[0], -1).contiguous().numpy()
+
+
+class _PSP(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, q: float, gain: float) -> torch.Tensor:
+        ctx.q, ctx.gain = q, gain
+        return torch.from_numpy(kernels.alpha_filter(_flat(s), q, gain)).view(s.shape)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        out = kernels.alpha_filter(_flat(g), ctx.q, ctx.gain, reverse=True)
+        return torch.from_numpy(out).view(g.shape), None, None
+
+
+def psp(s: torch.Tensor, tau_s: float) -> torch.Tensor:
+    """Alpha-kernel PSP along dim 0 (time) of ``s`` (exact; see :mod:`kernels`)."""
+    if s.device.type != "cpu":
+        raise NotImplementedError("the numba PSP kernel runs on the CPU")
+    return _PSP.apply(s, math.exp(-1.0 / tau_s), math.e / tau_s)
+
+
+class _SRMSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, p: SRMParams, tau_rho: float, scale_rho: float):
+        s, rho = kernels.srm_spike(_flat(z), p.theta, p.ref_decay,
+                                   p.refractory is RefractoryKind.ALPHA, p.ref_gain,
+                                   tau_rho, scale_rho)
+        rho_t = torch.from_numpy(rho).view(z.shape)
+        ctx.save_for_backward(rho_t)
+        return torch.from_numpy(s).view(z.shape)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (rho,) = ctx.saved_tensors
+        # SLAYER: ds/du = rho(u); the refractory feedback is not differentiated.
+        return g * rho, None, None, None
+
+
+def srm_spike(z: torch.Tensor, p: SRMParams) -> torch.Tensor:
+    """Spikes of SRM neurons with refractory, driven by ``z`` of shape (T, ...)."""
+    tau_rho, scale_rho = p.surrogate.tau_scale(p.alpha, p.beta)
+    return _SRMSpike.apply(z, p, tau_rho, scale_rho)
+
+
+class SRMNeuron(slayer_base.Neuron):
+    """The paper's SRM neuron as a lava-dl SLAYER neuron.
+
+    Input: synaptic input ``z = W a`` of shape (T, N, ..., C); output: spikes, same shape.
+    ``psp(s)`` gives the neuron's outgoing alpha PSP.  ``device_params`` exports what a
+    simulator needs (type ``SRM``), following lava-dl's convention.
+    """
+
+    def __init__(self, params: SRMParams = SRMParams()) -> None:
+        tau_rho, scale_rho = params.surrogate.tau_scale(params.alpha, params.beta)
+        super().__init__(threshold=params.theta, tau_grad=tau_rho / params.theta,
+                         scale_grad=scale_rho, persistent_state=False, shared_param=True,
+                         requires_grad=False)
+        self.params = params
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return srm_spike(z, self.params)
+
+    def psp(self, s: torch.Tensor) -> torch.Tensor:
+        return psp(s, self.params.tau_s)
+
+    @property
+    def device_params(self) -> dict[str, Any]:
+        return {"type": "SRM", **self.params.to_dict()}
+
+
+@dataclass(frozen=True)
+class CubaParams:
+    """lava-dl CUBA neuron parameters (Loihi-native); decays in [0, 1]."""
+
+    threshold: float = 1.25
+    current_decay: float = 0.25
+    voltage_decay: float = 0.03
+    tau_grad: float = 0.03
+    scale_grad: float = 3.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CubaNeuron(torch.nn.Module):
+    """lava-dl's ``slayer.neuron.cuba.Neuron`` bound to the project's (T, N, ..., C) layout.
+
+    The Loihi-native option: its dynamics, quantization and ``device_params`` are
+    lava-dl's own.  Its output spikes feed the next layer directly (no alpha PSP):
+    a CUBA neuron's current state already is its synaptic filter.
+    """
+
+    def __init__(self, params: CubaParams = CubaParams()) -> None:
+        super().__init__()
+        self.params = params
+        self.neuron = slayer_cuba.Neuron(**params.to_dict(), shared_param=True,
+                                         persistent_state=False, requires_grad=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # (T, N, ..., C) -> (N, C, ..., T) for lava-dl, and back.
+        nd = z.dim()
+        to_slayer = (1, nd - 1, *range(2, nd - 1), 0)
+        s = self.neuron(z.permute(*to_slayer).contiguous())
+        back = [0] * nd
+        for i, j in enumerate(to_slayer):
+            back[j] = i
+        return s.permute(*back).contiguous()
+
+    @property
+    def device_params(self) -> dict[str, Any]:
+        return self.neuron.device_params

@@ -1,0 +1,167 @@
+"""Normalizations: the paper's PSP norms (before the weights) and membrane baselines (after).
+
+Tensors are (T, N, ..., C).  PSP norms divide by ``sqrt(E_X[a^2] + lambda)`` with the
+second *raw* moment (no mean, no shift, no learnable scale: gamma merges into W, Eq. 17):
+
+- PSP-BN: X = (T, N, spatial) per channel; running second moment for inference.
+- PSP-LN: X = (T, spatial, C) per sample (the paper's whole-window statistics).
+- causal PSP-LN: per sample, ``m2(t) = mean over tau <= t`` of ``mean_{spatial, C} a^2``:
+  computable online, so it folds into a dynamic threshold on a chip (Eq. 18).
+
+Membrane baselines, applied to ``z = W a``: BN (per channel over T, N, spatial: time
+merged into batch), BNTT (per time step and channel: vectorized, one (T, C) parameter
+table instead of T modules), tdBN (BN scaled by ``alpha * V_th``), and none.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from torch import nn
+
+
+class NormKind(str, Enum):
+    NONE = "none"
+    PSP_BN = "psp_bn"
+    PSP_LN = "psp_ln"
+    CAUSAL_PSP_LN = "causal_psp_ln"
+    BN = "bn"
+    BNTT = "bntt"
+    TDBN = "tdbn"
+
+    @property
+    def on_psp(self) -> bool:
+        return self in (NormKind.PSP_BN, NormKind.PSP_LN, NormKind.CAUSAL_PSP_LN)
+
+    @property
+    def on_membrane(self) -> bool:
+        return self in (NormKind.BN, NormKind.BNTT, NormKind.TDBN)
+
+
+class _RawMomentNorm(torch.autograd.Function):
+    """``a_hat = a * r``, ``r = (mean_X a^2 + lam)^-1/2``; saves only ``a_hat`` and ``r``.
+
+    Backward: ``grad_a = r * (g - a_hat * mean_X(g * a_hat))`` (DESIGN.md sec. 2).
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch.Tensor:
+        r = torch.rsqrt(a.square().mean(dim=dims, keepdim=True) + lam)
+        a_hat = a * r
+        ctx.dims = dims
+        ctx.save_for_backward(a_hat, r)
+        return a_hat
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        a_hat, r = ctx.saved_tensors
+        grad = r * (g - a_hat * (g * a_hat).mean(dim=ctx.dims, keepdim=True))
+        return grad, None, None
+
+
+def raw_moment_norm(a: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch.Tensor:
+    """Divide by ``sqrt(mean over dims of a^2 + lam)`` (keepdims), with a fused backward."""
+    return _RawMomentNorm.apply(a, tuple(dims), lam)
+
+
+def causal_second_moment(a: torch.Tensor) -> torch.Tensor:
+    """``m2(t)`` of causal PSP-LN, shape (T, N): ``mean_{spatial,C} a^2`` averaged over
+    steps <= t -- what a chip can accumulate online."""
+    per_step = a.square().flatten(2).mean(dim=2)  # (T, N)
+    steps = torch.arange(1, a.shape[0] + 1, dtype=a.dtype, device=a.device)[:, None]
+    return per_step.cumsum(dim=0) / steps
+
+
+def causal_raw_moment_norm(a: torch.Tensor, lam: float) -> torch.Tensor:
+    """Causal PSP-LN: ``a(t) / sqrt(m2(t) + lam)`` per sample (autograd through cumsum)."""
+    scale = torch.rsqrt(causal_second_moment(a) + lam)
+    return a * scale.view(*scale.shape, *([1] * (a.dim() - 2)))
+
+
+class PSPNorm(nn.Module):
+    """PSP-BN, PSP-LN or causal PSP-LN on a PSP tensor (T, N, ..., C)."""
+
+    def __init__(self, kind: NormKind, channels: int, lam: float = 0.1,
+                 momentum: float = 0.1) -> None:
+        super().__init__()
+        if not NormKind(kind).on_psp:
+            raise ValueError(f"{kind} is not a PSP normalization")
+        self.kind, self.lam, self.momentum = NormKind(kind), float(lam), float(momentum)
+        if self.kind is NormKind.PSP_BN:
+            self.register_buffer("running_m2", torch.ones(channels))
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        if self.kind is NormKind.PSP_LN:
+            per_sample = tuple(d for d in range(a.dim()) if d != 1)  # all but N
+            return raw_moment_norm(a, per_sample, self.lam)
+        if self.kind is NormKind.CAUSAL_PSP_LN:
+            return causal_raw_moment_norm(a, self.lam)
+        dims = tuple(range(a.dim() - 1))  # all but channels
+        if self.training:
+            with torch.no_grad():
+                m2 = a.square().mean(dim=dims)
+                self.running_m2.mul_(1 - self.momentum).add_(self.momentum * m2)
+            return raw_moment_norm(a, dims, self.lam)
+        return a * torch.rsqrt(self.running_m2 + self.lam)
+
+    def scale(self) -> torch.Tensor:
+        """PSP-BN's inference scale per channel, ``1 / sqrt(running_m2 + lambda)``."""
+        return torch.rsqrt(self.running_m2 + self.lam)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind.value}, lambda={self.lam}"
+
+
+class MembraneNorm(nn.Module):
+    """BN, BNTT or tdBN on the membrane input ``z = W a`` of shape (T, N, ..., C).
+
+    BN:   per channel over (T, N, spatial); affine gamma, beta.
+    tdBN: the same statistics, output scaled by ``alpha * V_th`` (Zheng et al. 2021).
+    BNTT: per time step and channel over (N, spatial); gamma, beta and running
+          statistics per step (a (T, C) table; vectorized, not T modules).
+    """
+
+    def __init__(self, kind: NormKind, channels: int, steps: int, theta: float = 10.0,
+                 alpha: float = 1.0, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.kind = NormKind(kind)
+        if not self.kind.on_membrane:
+            raise ValueError(f"{kind} is not a membrane normalization")
+        rows = steps if self.kind is NormKind.BNTT else 1
+        self.weight = nn.Parameter(torch.ones(rows, channels))
+        self.bias = nn.Parameter(torch.zeros(rows, channels))
+        self.register_buffer("running_mean", torch.zeros(rows, channels))
+        self.register_buffer("running_var", torch.ones(rows, channels))
+        self.eps, self.momentum = eps, momentum
+        self.out_scale = alpha * theta if self.kind is NormKind.TDBN else 1.0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        T = z.shape[0]
+        expand = [1] * (z.dim() - 2)
+        if self.kind is NormKind.BNTT:
+            if T > self.weight.shape[0]:
+                raise ValueError(f"BNTT was built for {self.weight.shape[0]} steps, got {T}")
+            dims = tuple(range(1, z.dim() - 1))
+            view = lambda p: p[:T].view(T, *expand, -1)  # noqa: E731
+        else:
+            dims = tuple(range(z.dim() - 1))
+            view = lambda p: p.view(*([1] * (z.dim() - 1)), -1)  # noqa: E731
+        if self.training:
+            mean = z.mean(dim=dims, keepdim=True)
+            var = z.var(dim=dims, keepdim=True, unbiased=False)
+            with torch.no_grad():
+                n = z.numel() / mean.numel()
+                rm = mean.reshape(-1, z.shape[-1])
+                rv = (var * n / max(n - 1, 1)).reshape(-1, z.shape[-1])
+                tgt_m = self.running_mean[:T] if self.kind is NormKind.BNTT else self.running_mean
+                tgt_v = self.running_var[:T] if self.kind is NormKind.BNTT else self.running_var
+                tgt_m.mul_(1 - self.momentum).add_(self.momentum * rm)
+                tgt_v.mul_(1 - self.momentum).add_(self.momentum * rv)
+        else:
+            mean, var = view(self.running_mean), view(self.running_var)
+        z_hat = (z - mean) * torch.rsqrt(var + self.eps)
+        return self.out_scale * (z_hat * view(self.weight) + view(self.bias))
+
+    def extra_repr(self) -> str:
+        return f"{self.kind.value}, rows={self.weight.shape[0]}"

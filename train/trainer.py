@@ -1,0 +1,272 @@
+"""Training and evaluation loops, checkpoints and metrics.
+
+A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON
+object per epoch), ``best.pt`` and ``last.pt``.  Checkpoints are plain data (tensors,
+numbers, strings, dicts): they load with ``torch.load(..., weights_only=True)`` and carry
+the full config, so they rebuild their model on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import yaml
+from lava.lib.dl.slayer.classifier import Rate
+from lava.lib.dl.slayer.loss import SpikeRate
+
+from psplava.data import make_dataset, train_val_split
+from psplava.errors import ConfigError, PsplavaError, atomic_path
+from psplava.train.model import SNN
+
+CHECKPOINT_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- helpers
+def set_threads(n: int | None) -> None:
+    n = n or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def model_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(cfg["model"])
+    spec.setdefault("steps", int(cfg["data"]["steps"]))
+    return spec
+
+
+def build_datasets(cfg: dict[str, Any], split: str = "train"):
+    d = cfg["data"]
+    return make_dataset(d["dataset"], d.get("root"), split, steps=int(d["steps"]),
+                        dt_ms=float(d["dt_ms"]), encoding=d.get("encoding") or {},
+                        seed=int(cfg["train"]["seed"]), limit=d.get("train_limit"))
+
+
+def batches(ds, indices: np.ndarray, batch_size: int, augment: dict[str, Any] | None = None,
+            rng: np.random.Generator | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (x (T, N, H, W, C), labels (N,)) batches in the order of ``indices``."""
+    shift = int((augment or {}).get("shift", 0) or 0)
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
+        xs, ys = [], []
+        for i in idx:
+            x, y = ds[int(i)]
+            if shift and rng is not None:
+                x = _random_shift(x, shift, rng)
+            xs.append(x)
+            ys.append(y)
+        yield torch.from_numpy(np.stack(xs, axis=1)), torch.tensor(ys, dtype=torch.long)
+
+
+def _random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift a (T, H, W, C) sample by up to +-max_shift pixels, zero fill."""
+    dy, dx = rng.integers(-max_shift, max_shift + 1, 2)
+    out = np.zeros_like(x)
+    H, W = x.shape[1:3]
+    ys, yd = (slice(0, H - dy), slice(dy, H)) if dy >= 0 else (slice(-dy, H), slice(0, H + dy))
+    xs, xd = (slice(0, W - dx), slice(dx, W)) if dx >= 0 else (slice(-dx, W), slice(0, W + dx))
+    out[:, yd, xd] = x[:, ys, xs]
+    return out
+
+
+def to_slayer(out: torch.Tensor) -> torch.Tensor:
+    """(T, N, classes) -> (N, classes, T), lava-dl's loss/classifier layout."""
+    return out.permute(1, 2, 0)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path, model: SNN, cfg: dict[str, Any], **extra: Any) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": cfg,
+        "model_spec": model_spec(cfg),
+        "model": model.state_dict(),
+        **extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise PsplavaError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise PsplavaError(f"{path}: not a readable psplava checkpoint ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(ckpt, dict) or "model_spec" not in ckpt or "model" not in ckpt:
+        raise PsplavaError(f"{path}: not a psplava checkpoint (no model_spec/model)")
+    if int(ckpt.get("format", 0)) > CHECKPOINT_FORMAT:
+        raise PsplavaError(f"{path}: checkpoint format {ckpt['format']} is newer than this "
+                           f"psplava understands ({CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> SNN:
+    model = SNN(ckpt["model_spec"])
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- loops
+def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimizer=None,
+              rng: np.random.Generator | None = None, progress: str | None = None
+              ) -> dict[str, Any]:
+    """One pass over ``indices``; trains when ``optimizer`` is given."""
+    from tqdm import tqdm
+
+    t = cfg["train"]
+    loss_fn = SpikeRate(true_rate=float(t["loss"]["true_rate"]),
+                        false_rate=float(t["loss"]["false_rate"]), reduction="sum")
+    training = optimizer is not None
+    model.train(training)
+    n = correct = 0
+    loss_sum = 0.0
+    rate_sum = np.zeros(len(model.layers))
+    spikes_sum = 0.0
+    sizes = np.array([math.prod(layer.out_shape) for layer in model.layers], dtype=np.float64)
+    it = batches(ds, indices, int(t["batch_size"]),
+                 cfg["data"].get("augment") if training else None, rng)
+    bar = tqdm(it, total=math.ceil(len(indices) / int(t["batch_size"])), desc=progress,
+               leave=False, disable=progress is None, mininterval=2.0)
+    for x, y in bar:
+        with torch.set_grad_enabled(training):
+            out = model(x)
+            loss = loss_fn(to_slayer(out), y)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        pred = Rate.predict(to_slayer(out.detach()))
+        b = len(y)
+        n += b
+        correct += int((pred == y).sum())
+        loss_sum += float(loss.detach())
+        rates = np.array(model.last_rates)
+        rate_sum += rates * b
+        spikes_sum += float((rates * sizes).sum()) * x.shape[0] * b
+        bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.3f}",
+                        rate=f"{rate_sum.mean() / n:.4f}")
+    return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "samples": n,
+            "firing_rates": (rate_sum / max(n, 1)).round(6).tolist(),
+            "spikes_per_sample": spikes_sum / max(n, 1)}
+
+
+def make_optimizer(model: SNN, cfg: dict[str, Any]):
+    from pytorch_optimizer import AdaBelief
+
+    t = cfg["train"]
+    return AdaBelief(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
+
+
+def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
+          progress: bool = True, log=print) -> dict[str, Any]:
+    """Train per ``cfg`` into ``out_dir``; returns the best validation metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t = cfg["train"]
+    set_threads(t.get("threads"))
+    seed = int(t["seed"])
+    torch.manual_seed(seed)
+    full = build_datasets(cfg, "train")
+    tr_idx, va_idx = train_val_split(len(full), int(cfg["data"]["val_count"]), seed)
+    model = SNN(model_spec(cfg))
+    optimizer = make_optimizer(model, cfg)
+    start_epoch, best = 0, {"accuracy": -1.0}
+    metrics_path = out / "metrics.jsonl"
+    if resume:
+        last = out / "last.pt"
+        ckpt = load_checkpoint(last)
+        if ckpt["config"] != cfg:
+            log(f"note: resuming with the config stored in {last}")
+            cfg = ckpt["config"]
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch = int(ckpt["epoch"]) + 1
+        best = dict(ckpt.get("best") or best)
+    else:
+        metrics_path.unlink(missing_ok=True)
+    with atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    per_epoch = t.get("samples_per_epoch")
+    limit_s = float(t["time_limit_min"]) * 60 if t.get("time_limit_min") else None
+    t_start = time.time()
+    for epoch in range(start_epoch, int(t["epochs"])):
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(tr_idx)
+        if per_epoch:
+            order = order[:int(per_epoch)]
+        t0 = time.time()
+        tr = run_epoch(model, full, order, cfg, optimizer, rng,
+                       progress=f"epoch {epoch + 1}" if progress else None)
+        va = run_epoch(model, full, va_idx, cfg, progress="valid" if progress else None)
+        row = {"epoch": epoch + 1, "train_loss": round(tr["loss"], 6),
+               "train_accuracy": round(tr["accuracy"], 6), "val_loss": round(va["loss"], 6),
+               "val_accuracy": round(va["accuracy"], 6), "val_samples": va["samples"],
+               "train_firing_rates": tr["firing_rates"], "val_firing_rates": va["firing_rates"],
+               "val_spikes_per_sample": round(va["spikes_per_sample"], 2),
+               "epoch_seconds": round(time.time() - t0, 2)}
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        is_best = va["accuracy"] > best["accuracy"]
+        if is_best:
+            best = {"accuracy": va["accuracy"], "epoch": epoch + 1,
+                    "firing_rates": va["firing_rates"]}
+        extra = {"epoch": epoch, "optimizer": optimizer.state_dict(), "best": best,
+                 "metrics": row}
+        save_checkpoint(out / "last.pt", model, cfg, **extra)
+        if is_best:
+            save_checkpoint(out / "best.pt", model, cfg, **extra)
+        log(f"epoch {epoch + 1}: train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f} | "
+            f"val acc {va['accuracy']:.3f} | rate {np.mean(va['firing_rates']):.4f} | "
+            f"{row['epoch_seconds']:.0f} s")
+        if limit_s is not None and time.time() - t_start > limit_s:
+            log(f"time limit of {t['time_limit_min']} min reached after epoch {epoch + 1}")
+            break
+    return best
+
+
+def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None = None,
+             split: str = "test", limit: int | None = None, progress: bool = False
+             ) -> dict[str, Any]:
+    """Accuracy, per-layer firing rates and spikes per sample of a checkpoint."""
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = ckpt["config"]
+    set_threads(cfg["train"].get("threads"))
+    d = cfg["data"]
+    ds = make_dataset(dataset or d["dataset"], root if root is not None else d.get("root"),
+                      split, steps=int(d["steps"]), dt_ms=float(d["dt_ms"]),
+                      encoding=d.get("encoding") or {}, seed=int(cfg["train"]["seed"]))
+    idx = np.arange(len(ds) if limit is None else min(limit, len(ds)))
+    model = model_from_checkpoint(ckpt)
+    sample_shape = tuple(ds[0][0].shape[1:]) if len(ds) else model.input_shape
+    if sample_shape != model.input_shape:
+        raise ConfigError(f"{ckpt_path}: the model expects input (H, W, C) = "
+                          f"{model.input_shape}, the dataset gives {sample_shape}")
+    with torch.no_grad():
+        res = run_epoch(model, ds, idx, cfg, progress="evaluate" if progress else None)
+    return {"accuracy": res["accuracy"], "samples": res["samples"],
+            "firing_rates": res["firing_rates"],
+            "spikes_per_sample": round(res["spikes_per_sample"], 2),
+            "loss": res["loss"], "checkpoint": str(ckpt_path),
+            "dataset": dataset or d["dataset"], "split": split}
