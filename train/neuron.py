@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from lava.lib.dl.slayer.neuron import base as slayer_base
-from lava.lib.dl.slayer.neuron import cuba as slayer_cuba
-
+from psplava.lavadl import slayer
 from psplava.train import kernels
+
+slayer_base = slayer.neuron.base
+slayer_cuba = slayer.neuron.cuba
 
 
 class RefractoryKind(str, Enum):

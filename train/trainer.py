@@ -19,8 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 import yaml
-from lava.lib.dl.slayer.classifier import Rate
-from lava.lib.dl.slayer.loss import SpikeRate
+from psplava.lavadl import slayer
 
 from psplava.data import make_dataset, train_val_split
 from psplava.errors import ConfigError, PsplavaError, atomic_path
@@ -136,7 +135,7 @@ def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimize
     from tqdm import tqdm
 
     t = cfg["train"]
-    loss_fn = SpikeRate(true_rate=float(t["loss"]["true_rate"]),
+    loss_fn = slayer.loss.SpikeRate(true_rate=float(t["loss"]["true_rate"]),
                         false_rate=float(t["loss"]["false_rate"]), reduction="sum")
     training = optimizer is not None
     model.train(training)
@@ -157,7 +156,7 @@ def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimize
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-        pred = Rate.predict(to_slayer(out.detach()))
+        pred = slayer.classifier.Rate.predict(to_slayer(out.detach()))
         b = len(y)
         n += b
         correct += int((pred == y).sum())
@@ -197,9 +196,11 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
     if resume:
         last = out / "last.pt"
         ckpt = load_checkpoint(last)
-        if ckpt["config"] != cfg:
-            log(f"note: resuming with the config stored in {last}")
-            cfg = ckpt["config"]
+        for section in ("model", "data"):
+            if ckpt["config"][section] != cfg[section]:
+                raise ConfigError(f"{last}: cannot resume: the {section} section of the config "
+                                  "differs from the checkpoint's (train settings such as "
+                                  "epochs or time_limit_min may change)")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch = int(ckpt["epoch"]) + 1
