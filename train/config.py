@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
         "train_limit": None,      # use only the first N training recordings
         "encoding": {},           # fmnist: {kind: rate|regular, gain: 1.0}
         "augment": {"shift": 0},  # random spatial shift of event data, +-pixels
+        "cache": None,            # N-MNIST: .npz keeping the decoded events of a split
     },
     "model": {"arch": "34x34x2-n8c3-{n16c3}*5-n16c3-{n32c3}*5-10", "neuron": "srm",
               "norm": "psp_ln", "lam": 0.1, "init": "theta", "init_gain": 1.0},

@@ -47,7 +47,8 @@ def build_datasets(cfg: dict[str, Any], split: str = "train"):
     d = cfg["data"]
     return make_dataset(d["dataset"], d.get("root"), split, steps=int(d["steps"]),
                         dt_ms=float(d["dt_ms"]), encoding=d.get("encoding") or {},
-                        seed=int(cfg["train"]["seed"]), limit=d.get("train_limit"))
+                        seed=int(cfg["train"]["seed"]), limit=d.get("train_limit"),
+                        cache=d.get("cache"))
 
 
 def batches(ds, indices: np.ndarray, batch_size: int, augment: dict[str, Any] | None = None,

@@ -41,8 +41,11 @@ def resolve_root(root: str | Path | None) -> Path | None:
 
 def make_dataset(name: str, root: str | Path | None, split: str, *, steps: int | None = None,
                  dt_ms: float = 1.0, encoding: dict[str, Any] | None = None, seed: int = 0,
-                 limit: int | None = None):
-    """Build a dataset by name; ``steps`` defaults to 300 (events) or 100 (F-MNIST)."""
+                 limit: int | None = None, cache: str | Path | None = None):
+    """Build a dataset by name; ``steps`` defaults to 300 (events) or 100 (F-MNIST).
+
+    ``cache`` (N-MNIST): an ``.npz`` that keeps the split's decoded events after first use.
+    """
     try:
         kind = DatasetName(name)
     except ValueError:
@@ -61,7 +64,7 @@ def make_dataset(name: str, root: str | Path | None, split: str, *, steps: int |
 
         if root is None:
             raise DataError("the nmnist dataset needs --root (the N-MNIST folder)")
-        ds = NMNIST(resolve_root(root), split, Binning(dt_ms, steps or 300))
+        ds = NMNIST(resolve_root(root), split, Binning(dt_ms, steps or 300), cache=cache)
     else:
         from psplava.data.digits import Digits
 
