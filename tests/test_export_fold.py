@@ -1,0 +1,89 @@
+"""Folding identities: without quantization the folded network equals the normalized one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from psplava.export.fold import FoldError, fold_model
+from psplava.sim.reference import simulate_float
+from psplava.train.model import SNN
+
+ARCHS = {
+    "psp": "34x34x2-n6c3s2-n8c3-n8c3s2-n10",
+    "mem": "34x34x2-6c3s2n-8c3n-8c3s2n-10",
+    "none": "34x34x2-6c3s2-8c3-8c3s2-10",
+}
+
+
+def _model(norm: str, refractory: str = "exp") -> SNN:
+    arch = ARCHS["psp" if norm.startswith(("psp", "causal")) else
+                 "mem" if norm in ("bn", "tdbn", "bntt") else "none"]
+    torch.manual_seed(1)
+    m = SNN({"arch": arch, "norm": norm, "steps": 60, "init_gain": 1.5,
+             "srm": {"refractory": refractory}}).double()
+    # non-trivial statistics: one training-mode pass, then randomised affine parameters
+    x = (torch.rand(60, 3, 34, 34, 2, dtype=torch.float64) < 0.08).double()
+    m.train()
+    with torch.no_grad():
+        m(x)
+        for layer in m.layers:
+            if layer.post is not None:
+                layer.post.weight.uniform_(0.7, 1.3)
+                layer.post.bias.uniform_(-0.2, 0.2)
+    m.eval()
+    return m
+
+
+def _input(seed=5):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(60, 4, 34, 34, 2, generator=g, dtype=torch.float64) < 0.08).double()
+
+
+def _layer_spikes(model: SNN, x: torch.Tensor) -> list[torch.Tensor]:
+    outs, s = [], x
+    with torch.no_grad():
+        for layer in model.layers:
+            s = layer(s)
+            outs.append(s)
+    return outs
+
+
+@pytest.mark.parametrize("norm", ["psp_bn", "causal_psp_ln", "bn", "tdbn", "none"])
+@pytest.mark.parametrize("refractory", ["exp", "alpha"])
+def test_folded_network_equals_normalized(norm, refractory):
+    model = _model(norm, refractory)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    layers = fold_model(model)
+    x = _input()
+    ours = simulate_float(layers, x)
+    ref = _layer_spikes(model, x)
+    total = 0
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert a.shape == b.shape
+        mismatches = int((a != b).sum())
+        assert mismatches == 0, f"layer {i}: {mismatches} mismatches"
+        total += int(b.sum())
+    assert total > 100  # the comparison is not between silent networks
+    for k, v in model.state_dict().items():  # export never mutates the model
+        assert torch.equal(v, before[k])
+
+
+def test_fold_refuses_whole_window_psp_ln_and_bntt():
+    with pytest.raises(FoldError, match="causal_psp_ln"):
+        fold_model(_model("psp_ln"))
+    with pytest.raises(FoldError, match="BNTT"):
+        fold_model(_model("bntt"))
+
+
+def test_psp_bn_folds_into_weights_per_input_channel():
+    model = _model("psp_bn")
+    layers = fold_model(model)
+    s = model.layers[1].pre.scale().numpy()
+    np.testing.assert_allclose(layers[1].weight, model.layers[1].weight.detach().numpy()
+                               * s[None, :, None, None])
+    s_dense = model.layers[3].pre.scale().numpy()
+    assert s_dense.shape == (9 * 9 * 8,)
+    np.testing.assert_allclose(layers[3].weight, model.layers[3].weight.detach().numpy()
+                               * s_dense[None, :])
