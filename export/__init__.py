@@ -1,3 +1,5 @@
-"""Export stage: fold PSP normalization into weights / dynamic thresholds, quantize for
-Loihi and write netx HDF5.  Not implemented yet (tracked by the export issue); no
-``psplava export`` command exists until it is."""
+"""Export stage: fold the normalization into weights (PSP-BN, BN, tdBN) and dynamic
+thresholds (causal PSP-LN, Eq. 18), quantize for Loihi and write netx HDF5 (``.net``).
+
+Lava simulation of the exported files (``psplava sim``) is not implemented yet.
+"""

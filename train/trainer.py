@@ -249,10 +249,16 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
 
 
 def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None = None,
-             split: str = "test", limit: int | None = None, progress: bool = False
-             ) -> dict[str, Any]:
-    """Accuracy, per-layer firing rates and spikes per sample of a checkpoint."""
+             split: str = "test", limit: int | None = None, progress: bool = False,
+             norm_override: str | None = None) -> dict[str, Any]:
+    """Accuracy, per-layer firing rates and spikes per sample of a checkpoint.
+
+    ``norm_override`` evaluates the same weights with another parameter-free PSP norm
+    (e.g. ``causal_psp_ln`` for a model trained with whole-window ``psp_ln``).
+    """
     ckpt = load_checkpoint(ckpt_path)
+    if norm_override is not None:
+        ckpt = {**ckpt, "model_spec": {**ckpt["model_spec"], "norm": norm_override}}
     cfg = ckpt["config"]
     set_threads(cfg["train"].get("threads"))
     d = cfg["data"]

@@ -1,0 +1,88 @@
+"""``psplava export CKPT -o MODEL.net``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from psplava.export.exporter import export_checkpoint
+    from psplava.export.fold import FoldError
+
+    try:
+        report = export_checkpoint(args.checkpoint, args.output, k_max=args.k_max)
+    except FoldError as exc:
+        if args.causal_eval and "causal_psp_ln" in str(exc):
+            return _causal_eval(args)
+        raise
+    print(f"{'layer':>5} {'type':6} {'neuron':6} {'scale':>8} {'w rel rms err':>14} "
+          f"{'w max err':>10} {'vThMant':>8}")
+    for r in report:
+        print(f"{r['layer']:5d} {r['type']:6} {r['neuron']:6} {r['scale']:8.3g} "
+              f"{r['weight_rel_rms_error']:14.4%} {r['weight_max_abs_error']:10.4g} "
+              f"{r['threshold_mantissa']:8d}")
+    print(f"wrote {args.output}")
+    print(json.dumps({"output": str(args.output), "layers": report}))
+    return 0
+
+
+def _causal_eval(args: argparse.Namespace) -> int:
+    """Accuracy of the same weights with whole-window vs causal PSP-LN statistics."""
+    from psplava.errors import PsplavaError
+    from psplava.train.trainer import evaluate
+
+    if not args.dataset:
+        raise PsplavaError("--causal-eval needs --dataset (and --root) to evaluate on")
+    whole = evaluate(args.checkpoint, args.dataset, args.root, args.split, args.limit)
+    causal = evaluate(args.checkpoint, args.dataset, args.root, args.split, args.limit,
+                      norm_override="causal_psp_ln")
+    res = {"whole_window_accuracy": whole["accuracy"], "causal_accuracy": causal["accuracy"],
+           "accuracy_change": causal["accuracy"] - whole["accuracy"],
+           "samples": causal["samples"], "exported": False}
+    print(f"not exported: whole-window PSP-LN is not causal.  The same weights with causal "
+          f"PSP-LN: accuracy {causal['accuracy']:.4f} vs {whole['accuracy']:.4f} "
+          f"({res['accuracy_change']:+.4f}) on {causal['samples']} samples; fine-tune with "
+          f"model.norm=causal_psp_ln and export that checkpoint.")
+    print(json.dumps(res))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from psplava.netfile import read_netfile
+
+    net = read_netfile(args.model)
+    print(f"{net.path}: format {net.version} ({'psplava' if net.version else 'stock netx'}), "
+          f"{len(net.layers)} layers")
+    rows = []
+    for layer in net.layers:
+        extra = ""
+        if layer.neuron:
+            extra = f"{layer.neuron['type']} vThMant={layer.neuron.get('vThMant')}"
+        if layer.dynamic_threshold:
+            extra += f" dynamic threshold (lambda={layer.dynamic_threshold['lambda']})"
+        print(f"  {layer.index:3d} {layer.type:8s} shape={layer.shape} {extra}")
+        rows.append({"index": layer.index, "type": layer.type, "shape": list(layer.shape),
+                     "neuron": layer.neuron.get("type"),
+                     "dynamic_threshold": layer.dynamic_threshold is not None})
+    print(json.dumps({"path": net.path, "format": net.version, "layers": rows}))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="check a .net file and list its layers")
+    p.add_argument("model")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("export", help="fold, quantize and write a netx .net file")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True, help="output .net file")
+    p.add_argument("--k-max", type=float, default=1024.0,
+                   help="largest weight scale (integer units per float unit; lava-dl uses 64)")
+    p.add_argument("--causal-eval", action="store_true",
+                   help="for whole-window PSP-LN: evaluate the weights with causal statistics")
+    p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
+    p.add_argument("--root", default=None)
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=_cmd_export)

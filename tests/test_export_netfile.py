@@ -1,0 +1,189 @@
+"""Export to .net: stock-netx compatibility, quantization report, bad files."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from psplava.cli import main
+from psplava.export.exporter import export_checkpoint
+from psplava.export.quantize import choose_scale, quantize_decay, quantize_weights
+from psplava.netfile import FORMAT_VERSION, NetFileError, read_netfile
+from psplava.train.config import DEFAULTS, deep_merge
+from psplava.train.model import SNN
+from psplava.train.trainer import save_checkpoint
+
+
+def _checkpoint(tmp_path, neuron="cuba", norm="psp_bn", arch="34x34x2-n4c3s2-n6c3s2-n10"):
+    torch.manual_seed(0)
+    spec = {"arch": arch, "neuron": neuron, "norm": norm, "steps": 30}
+    model = SNN(spec)
+    model.train()
+    with torch.no_grad():
+        model((torch.rand(30, 2, 34, 34, 2) < 0.1).float())
+    cfg = deep_merge(DEFAULTS, {"model": spec, "data": {"steps": 30, "dt_ms": 1.0,
+                                                          "dataset": "digits", "root": None}})
+    path = tmp_path / f"{neuron}_{norm}.pt"
+    save_checkpoint(path, model, cfg)
+    return path, model
+
+
+def test_quantize_helpers():
+    w = np.array([0.5, -1.0, 3.9, 0.0])
+    k = choose_scale(w, theta=10.0, k_max=64.0)
+    assert k == 64.0
+    q = quantize_weights(w, k)
+    assert q.weight.tolist() == [32, -64, 250, 0] and q.weight.dtype == np.int32
+    assert q.max_abs_error <= 1.0 / k
+    assert choose_scale(np.array([10.0]), 10.0) == 16.0  # 10 * 16 = 160 <= 254
+    assert choose_scale(np.array([0.01]), 10.0) == 1024.0  # capped by k_max
+    assert quantize_decay(np.exp(-0.1)) == round(4096 * (1 - np.exp(-0.1)))
+
+
+def test_cuba_psp_bn_export_loads_in_stock_netx(tmp_path):
+    from lava.lib.dl import netx
+
+    ckpt, model = _checkpoint(tmp_path)
+    out = tmp_path / "cuba.net"
+    report = export_checkpoint(ckpt, out)
+    assert [r["type"] for r in report] == ["conv", "conv", "dense"]
+    assert all(r["weight_rel_rms_error"] < 0.02 for r in report), report
+    net = netx.hdf5.Network(net_config=str(out))
+    assert len(net) == 3  # conv, conv, dense (input and flatten add no process)
+    assert tuple(net.inp.shape) == (34, 34, 2) and tuple(net.out.shape) == (10,)
+    f = read_netfile(out)
+    assert f.version == FORMAT_VERSION and [l.type for l in f.layers] == \
+        ["input", "conv", "conv", "flatten", "dense"]
+    # the PSP-BN scale is folded into the integer weights (input channels of layer 1)
+    s = model.layers[1].pre.scale().numpy()
+    w = model.layers[1].weight.detach().numpy() * s[None, :, None, None]
+    k = f.layers[2].quant["scale"]
+    assert np.abs(f.layers[2].weight / k - w).max() <= 1.0 / k + 1e-9
+    with h5py.File(out) as h:
+        assert len(h.attrs["checkpoint_sha256"]) == 64
+        assert json.loads(h.attrs["config"])["model"]["norm"] == "psp_bn"
+
+
+def test_srm_causal_export_and_cli(tmp_path, capsys):
+    ckpt, _ = _checkpoint(tmp_path, "srm", "causal_psp_ln")
+    out = tmp_path / "srm.net"
+    assert main(["export", str(ckpt), "-o", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(res["layers"]) == 3
+    f = read_netfile(out)
+    assert f.layers[1].neuron["type"] == "SRM" and f.layers[1].dynamic_threshold == {"lambda": 0.1}
+    assert main(["inspect", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == 1
+
+
+def test_export_refuses_whole_window_psp_ln_and_bntt(tmp_path, capsys):
+    ckpt, _ = _checkpoint(tmp_path, "srm", "psp_ln")
+    out = tmp_path / "x.net"
+    assert main(["export", str(ckpt), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "causal_psp_ln" in err and not out.exists()
+    assert not list(tmp_path.glob(".x.net*"))  # no partial file left behind
+    assert main(["export", str(ckpt), "-o", str(out), "--causal-eval", "--dataset", "digits",
+                 "--split", "test", "--limit", "4"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["exported"] is False and res["samples"] == 4 and "accuracy_change" in res
+    ckpt, _ = _checkpoint(tmp_path, "srm", "bntt", arch="34x34x2-4c3s2n-10")
+    assert main(["export", str(ckpt), "-o", str(out)]) == 2
+    assert "BNTT" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- bad files
+@pytest.fixture
+def good_net(tmp_path):
+    ckpt, _ = _checkpoint(tmp_path)
+    out = tmp_path / "good.net"
+    export_checkpoint(ckpt, out)
+    return out
+
+
+def _edit(path, fn):
+    with h5py.File(path, "r+") as h:
+        fn(h)
+
+
+def _inspect_error(capsys, path):
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_unknown_layer_type(good_net, capsys):
+    def fn(h):
+        del h["layer/2/type"]
+        h["layer/2"].create_dataset("type", (1,), "S10", [b"pool"])
+    _edit(good_net, fn)
+    err = _inspect_error(capsys, good_net)
+    assert "layer/2" in err and "unknown layer type 'pool'" in err
+
+
+def test_unknown_neuron_type(good_net, capsys):
+    def fn(h):
+        del h["layer/1/neuron/type"]
+        h["layer/1/neuron"].create_dataset("type", data="ALIF")
+    _edit(good_net, fn)
+    err = _inspect_error(capsys, good_net)
+    assert "layer/1/neuron" in err and "'ALIF'" in err
+
+
+def test_missing_field(good_net, capsys):
+    _edit(good_net, lambda h: h["layer/1"].__delitem__("stride"))
+    err = _inspect_error(capsys, good_net)
+    assert "layer/1" in err and "'stride'" in err
+
+
+def test_mismatched_shapes(good_net, capsys):
+    def fn(h):
+        w = h["layer/2/weight"][()]
+        del h["layer/2/weight"]
+        h["layer/2"].create_dataset("weight", data=w[:, :3])
+    _edit(good_net, fn)
+    err = _inspect_error(capsys, good_net)
+    assert "layer/2" in err and "'weight'" in err and "input channels" in err
+
+
+def test_newer_version(good_net, capsys):
+    _edit(good_net, lambda h: h.attrs.__setitem__("psplava_format", FORMAT_VERSION + 1))
+    assert "newer" in _inspect_error(capsys, good_net)
+
+
+def test_truncated_and_non_hdf5(good_net, tmp_path, capsys):
+    data = good_net.read_bytes()
+    cut = tmp_path / "cut.net"
+    cut.write_bytes(data[: len(data) // 2])
+    assert "cut.net" in _inspect_error(capsys, cut)
+    txt = tmp_path / "notes.net"
+    txt.write_text("hello")
+    assert "not a readable HDF5" in _inspect_error(capsys, txt)
+
+
+def test_reads_lava_dl_written_file(tmp_path):
+    """A file written by lava-dl's own slayer blocks reads as stock netx (format 0)."""
+    from psplava.lavadl import slayer
+
+    params = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03}
+    blocks = [slayer.block.cuba.Conv(params, 2, 4, 3, padding=1, stride=2, weight_scale=2),
+              slayer.block.cuba.Flatten(),
+              slayer.block.cuba.Dense(params, 4 * 17 * 17, 10, weight_scale=2)]
+    x = (torch.rand(1, 2, 34, 34, 5) < 0.2).float()
+    for b in blocks:
+        x = b(x)
+    path = tmp_path / "lava_dl.net"
+    with h5py.File(path, "w") as h:
+        inp = h.create_group("layer/0")
+        inp.create_dataset("type", (1,), "S10", [b"input"])
+        inp.create_dataset("shape", data=np.array([2, 34, 34]))
+        for i, b in enumerate(blocks):
+            b.export_hdf5(h.create_group(f"layer/{i + 1}"))
+    f = read_netfile(path)
+    assert f.version == 0 and [l.type for l in f.layers] == ["input", "conv", "flatten", "dense"]
+    assert f.layers[1].neuron["type"] == "CUBA" and f.layers[1].weight.shape == (4, 2, 3, 3)
