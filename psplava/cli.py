@@ -76,10 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _register_stage_commands() -> None:
     """Stage packages add their subcommands (train, evaluate, report, ...) here."""
     from psplava.export import cli as export_cli
+    from psplava.sim import cli as sim_cli
     from psplava.train import cli as train_cli
 
     COMMANDS.setdefault("train", train_cli.register)
     COMMANDS.setdefault("export", export_cli.register)
+    COMMANDS.setdefault("sim", sim_cli.register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

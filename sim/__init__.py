@@ -1,3 +1,6 @@
-"""Simulation stage: run netx files in Lava's CPU simulator and a bit-exact reference
-engine.  Not implemented yet (tracked by the export/simulation issue); no ``psplava sim``
-command exists until it is."""
+"""Simulation stage: run ``.net`` files in Lava's CPU simulator (fixed_pt) and in a
+batched fixed-point reference engine that is bit-exact with it.
+
+Supported so far: CUBA networks (stock netx, ours or lava-dl's).  SRM neurons and the
+dynamic threshold of causal PSP-LN need custom Lava processes (not implemented yet).
+"""

@@ -1,0 +1,129 @@
+"""Batched fixed-point reference engine for ``.net`` files (Loihi arithmetic).
+
+Reads the same files as the Lava run (:func:`psplava.netfile.read_netfile`) and computes,
+for a batch of samples at once, what Lava's ``Loihi2SimCfg(select_tag='fixed_pt')``
+computes one sample at a time:
+
+- synapses (conv / dense) buffer one step: the neurons of layer L receive at step t the
+  weighted spikes of layer L-1 at step t-1 (``a_buf`` in Lava's Conv/Dense models), clamped
+  to 24 bits;
+- CUBA neurons follow Lava's ``PyLifModelBitAcc``: ``u = sign(u)(|u|(4096 - iDecay) >> 12)
+  + (a_in << 6)`` wrapped to 24 bits, ``v = sign(v)(|v|(4096 - vDecay) >> 12) + u + bias``
+  clipped to 24 bits, spike when ``v > vThMant << 6``, then ``v = 0``.
+
+Tensors are (T, N, H, W, C) inside; Lava's (x, y, f) order is converted at the boundary
+(:func:`lava_to_internal`, :func:`internal_to_lava`).  SRM layers are not supported yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from psplava.netfile import NetFile, NetFileError, NetLayer
+
+UV_BITS = 24
+_MAX = 1 << (UV_BITS - 1)
+
+
+def lava_to_internal(x: np.ndarray) -> np.ndarray:
+    """(x, y, f, T) or (N, x, y, f, T) spikes -> (T, N, H, W, C)."""
+    if x.ndim == 4:
+        x = x[None]
+    return np.ascontiguousarray(x.transpose(4, 0, 2, 1, 3))
+
+
+def internal_to_lava(s: np.ndarray) -> np.ndarray:
+    """(T, N, H, W, C) -> (N, x, y, f, T); (T, N, F) -> (N, F, T)."""
+    if s.ndim == 3:
+        return np.ascontiguousarray(s.transpose(1, 2, 0))
+    return np.ascontiguousarray(s.transpose(1, 3, 2, 4, 0))
+
+
+def _decay(x: np.ndarray, d: int) -> np.ndarray:
+    y = x.astype(np.int64) * (4096 - int(d))
+    return (np.sign(y) * (np.abs(y) >> 12)).astype(np.int64)
+
+
+def _clamp24(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -_MAX, _MAX - 1)
+
+
+class _Cuba:
+    def __init__(self, layer: NetLayer, shape: tuple[int, ...]) -> None:
+        p = layer.neuron
+        self.du, self.dv = int(p["iDecay"]), int(p["vDecay"])
+        self.vth = int(p["vThMant"]) << 6
+        self.bias = 0 if layer.bias is None else (np.asarray(layer.bias).astype(np.int64) << 6)
+        self.u = np.zeros(shape, np.int64)
+        self.v = np.zeros(shape, np.int64)
+
+    def step(self, a_in: np.ndarray) -> np.ndarray:
+        cur = _decay(self.u, self.du) + (a_in.astype(np.int64) << 6)
+        wrapped = np.where(cur > _MAX, cur - 2 * _MAX, cur)
+        wrapped = np.where(wrapped <= -_MAX, cur + 2 * _MAX, wrapped)  # as Lava does
+        self.u = wrapped
+        v = _decay(self.v, self.dv) + self.u + self.bias
+        self.v = np.clip(v, -_MAX + 1, _MAX - 1)
+        s = self.v > self.vth
+        self.v[s] = 0
+        return s
+
+
+NEURONS = {"CUBA": _Cuba, "LOIHI": _Cuba}
+
+
+class _Synapse:
+    def __init__(self, layer: NetLayer, prev_shape: tuple[int, ...]) -> None:
+        self.layer = layer
+        self.w = torch.from_numpy(np.asarray(layer.weight, dtype=np.float64))
+        self.flatten_chw = len(prev_shape) == 3 and layer.type == "dense"
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        """Integer weighted input of spikes s (N, H, W, C) or (N, F)."""
+        x = torch.from_numpy(s.astype(np.float64))
+        if self.layer.type == "conv":
+            y = F.conv2d(x.permute(0, 3, 1, 2), self.w, stride=self.layer.stride,
+                         padding=self.layer.padding).permute(0, 2, 3, 1)
+        else:
+            if self.flatten_chw:
+                x = x.permute(0, 3, 1, 2)
+            y = x.reshape(x.shape[0], -1) @ self.w.t()
+        return _clamp24(np.rint(y.numpy()).astype(np.int64))
+
+
+def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
+    """Spikes of every neuron layer, each (T, N, ...) bool, for input x (T, N, H, W, C)."""
+    layers = [l for l in net.layers if l.type in ("conv", "dense")]
+    if not layers:
+        raise NetFileError(f"{net.path}: no conv or dense layers to run")
+    c, h, w = net.layers[0].shape if len(net.layers[0].shape) == 3 else (0, 0, 0)
+    if x.shape[2:] != (h, w, c):
+        raise NetFileError(f"{net.path}: input has shape (H, W, C) = {x.shape[2:]}, the "
+                           f"network expects {(h, w, c)}")
+    T, N = x.shape[:2]
+    synapses, neurons, buffers, shapes = [], [], [], []
+    prev = (h, w, c)
+    for layer in layers:
+        ntype = layer.neuron.get("type")
+        if ntype not in NEURONS:
+            raise NetFileError(f"{net.path}: layer/{layer.index}: the reference engine does not "
+                               f"support neuron type {ntype!r} yet")
+        out_shape = (layer.shape[1], layer.shape[2], layer.shape[0]) if layer.type == "conv" \
+            else (int(np.prod(layer.shape)),)
+        synapses.append(_Synapse(layer, prev))
+        neurons.append(NEURONS[ntype](layer, (N, *out_shape)))
+        buffers.append(np.zeros((N, *out_shape), np.int64))
+        shapes.append(out_shape)
+        prev = out_shape
+    outs = [np.zeros((T, N, *s), bool) for s in shapes]
+    for t in range(T):
+        s_prev = x[t]
+        for i in range(len(layers)):
+            a_in = buffers[i]
+            buffers[i] = synapses[i](s_prev)
+            s = neurons[i].step(a_in)
+            outs[i][t] = s
+            s_prev = s
+    return outs

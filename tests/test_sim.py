@@ -1,0 +1,97 @@
+"""Lava fixed-point simulation against the batched reference engine, bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from psplava.cli import main
+from psplava.export.exporter import export_checkpoint
+from psplava.netfile import read_netfile
+from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
+from psplava.sim.lava_engine import run_lava
+
+from test_export_netfile import _checkpoint
+
+
+def _lava_dl_file(tmp_path):
+    from psplava.lavadl import slayer
+
+    torch.manual_seed(2)
+    params = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.03}
+    blocks = [slayer.block.cuba.Conv(params, 2, 4, 3, padding=1, stride=2, weight_scale=2),
+              slayer.block.cuba.Conv(params, 4, 6, 3, padding=1, stride=2, weight_scale=2),
+              slayer.block.cuba.Flatten(),
+              slayer.block.cuba.Dense(params, 6 * 9 * 9, 10, weight_scale=4)]
+    x = (torch.rand(1, 2, 34, 34, 5) < 0.2).float()
+    for b in blocks:
+        x = b(x)
+    path = tmp_path / "lava_dl.net"
+    with h5py.File(path, "w") as h:
+        inp = h.create_group("layer/0")
+        inp.create_dataset("type", (1,), "S10", [b"input"])
+        inp.create_dataset("shape", data=np.array([2, 34, 34]))
+        for i, b in enumerate(blocks):
+            b.export_hdf5(h.create_group(f"layer/{i + 1}"))
+    return path
+
+
+@pytest.mark.parametrize("source", ["psplava_cuba_psp_bn", "lava_dl"])
+def test_reference_engine_equals_lava_bit_for_bit(tmp_path, source):
+    if source == "lava_dl":
+        path = _lava_dl_file(tmp_path)
+    else:
+        ckpt, _ = _checkpoint(tmp_path)
+        path = tmp_path / "m.net"
+        export_checkpoint(ckpt, path)
+    rng = np.random.default_rng(0)
+    x = (rng.random((34, 34, 2, 40)) < 0.12).astype(np.int32)
+    lava = run_lava(path, x)
+    ref = [internal_to_lava(o)[0] for o in run_fixed(read_netfile(path), lava_to_internal(x))]
+    assert len(lava) == len(ref) == 3
+    for i, (a, b) in enumerate(zip(lava, ref)):
+        assert a.shape == b.shape
+        assert int((a != b).sum()) == 0, f"layer {i}"
+        assert b.sum() > 0, f"layer {i} is silent: the comparison would prove nothing"
+
+
+def test_sim_cli_input_output(tmp_path, capsys):
+    path = _lava_dl_file(tmp_path)
+    x = (np.random.default_rng(1).random((34, 34, 2, 25)) < 0.12).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    outs = {}
+    for engine in ("reference", "lava"):
+        out = tmp_path / f"y_{engine}.npy"
+        assert main(["sim", str(path), "--input", str(tmp_path / "x.npy"), "--steps", "30",
+                     "--output", str(out), "--engine", engine]) == 0
+        res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert res["shape"] == [10, 30]
+        outs[engine] = np.load(out)
+    np.testing.assert_array_equal(outs["reference"], outs["lava"])
+    assert main(["sim", str(path), "--input", str(tmp_path / "missing.npy"), "--steps", "3",
+                 "--output", str(tmp_path / "o.npy")]) == 2
+
+
+def test_sim_dataset_mode_reference(tmp_path, capsys):
+    ckpt, _ = _checkpoint(tmp_path)
+    path = tmp_path / "m.net"
+    export_checkpoint(ckpt, path)
+    assert main(["sim", str(path), "--dataset", "digits", "--split", "test", "--limit", "3",
+                 "--engine", "reference", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["samples"] == 3 and 0.0 <= res["accuracy"] <= 1.0
+
+
+def test_lava_engine_refuses_srm_for_now(tmp_path, capsys):
+    ckpt, _ = _checkpoint(tmp_path, "srm", "psp_bn")
+    path = tmp_path / "srm.net"
+    export_checkpoint(ckpt, path)
+    x = np.zeros((34, 34, 2, 5), np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["sim", str(path), "--input", str(tmp_path / "x.npy"), "--steps", "5",
+                 "--output", str(tmp_path / "o.npy")]) == 2
+    assert "SRM" in capsys.readouterr().err
