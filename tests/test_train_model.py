@@ -80,6 +80,8 @@ def test_config_overrides_and_errors(tmp_path):
     ("causal_psp_ln", "34x34x2-n8c3-n16c3s2-{n16c3}*4-n16c3-n32c3s2-{n32c3}*4-10"),
     ("psp_bn", "34x34x2-n8c3-n16c3s2-{n16c3}*4-n16c3-n32c3s2-{n32c3}*4-10"),
     ("tdbn", "34x34x2-8c3n-16c3s2n-{16c3n}*4-16c3n-32c3s2n-{32c3n}*4-10"),
+    ("bn", "34x34x2-8c3n-16c3s2n-{16c3n}*4-16c3n-32c3s2n-{32c3n}*4-10"),
+    ("bntt", "34x34x2-8c3n-16c3s2n-{16c3n}*4-16c3n-32c3s2n-{32c3n}*4-10"),
 ])
 def test_initialisation_fires_on_real_data(nmnist_root, norm, arch):
     """DESIGN.md: the paper's weight scale alone leaves the net silent; ours must fire."""

@@ -94,7 +94,8 @@ class SpikingLayer(nn.Module):
         if spec.post_norm and norm.on_membrane:
             theta = SRMParams(**(model.srm or {})).theta if model.neuron == "srm" else \
                 CubaParams(**(model.cuba or {})).threshold
-            self.post = MembraneNorm(norm, spec.out, model.steps, theta=theta)
+            gamma = 1.0 if norm is NormKind.TDBN else model.init_gain * theta
+            self.post = MembraneNorm(norm, spec.out, model.steps, theta=theta, gamma_init=gamma)
         elif spec.post_norm and norm.on_psp:
             raise ConfigError(f"norm {norm.value} acts on the PSP: write the marker before the "
                               f"layer ('n8c3'), not after ('8c3n')")

@@ -120,16 +120,22 @@ class MembraneNorm(nn.Module):
     tdBN: the same statistics, output scaled by ``alpha * V_th`` (Zheng et al. 2021).
     BNTT: per time step and channel over (N, spatial); gamma, beta and running
           statistics per step (a (T, C) table; vectorized, not T modules).
+
+    ``gamma_init``: the network builder sets it to ``init_gain * theta`` for BN and BNTT,
+    so that their output, like tdBN's, has a standard deviation comparable to the
+    threshold and the network fires from the first step (gamma = 1 against theta = 10
+    leaves a BN network silent); tdBN keeps gamma = 1 (its alpha * V_th does the same).
     """
 
     def __init__(self, kind: NormKind, channels: int, steps: int, theta: float = 10.0,
-                 alpha: float = 1.0, eps: float = 1e-5, momentum: float = 0.1) -> None:
+                 alpha: float = 1.0, eps: float = 1e-5, momentum: float = 0.1,
+                 gamma_init: float = 1.0) -> None:
         super().__init__()
         self.kind = NormKind(kind)
         if not self.kind.on_membrane:
             raise ValueError(f"{kind} is not a membrane normalization")
         rows = steps if self.kind is NormKind.BNTT else 1
-        self.weight = nn.Parameter(torch.ones(rows, channels))
+        self.weight = nn.Parameter(torch.full((rows, channels), float(gamma_init)))
         self.bias = nn.Parameter(torch.zeros(rows, channels))
         self.register_buffer("running_mean", torch.zeros(rows, channels))
         self.register_buffer("running_var", torch.ones(rows, channels))
