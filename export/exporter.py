@@ -78,6 +78,9 @@ def build_layers(folded: list[FoldedLayer], input_shape: tuple[int, int, int],
         if layer.kind == "dense" and len(layer.in_shape) == 3:
             layers.append({"type": "flatten", "shape": (int(np.prod(layer.in_shape)),)})
             weight = weight[:, _chw_columns(layer.in_shape)]
+        if ntype == "SRM":
+            # the alpha PSP's gain e / tau_s folds into the weights (psplava.sim.srm_fixed)
+            weight = weight * (math.e / float(layer.neuron["tau_s"]))
         theta = theta_of(layer)
         bias_max = float(np.abs(layer.bias).max()) if layer.bias is not None else 0.0
         scale = choose_scale(np.append(weight.ravel(), bias_max), theta, k_max)

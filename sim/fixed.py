@@ -12,7 +12,8 @@ computes one sample at a time:
   clipped to 24 bits, spike when ``v > vThMant << 6``, then ``v = 0``.
 
 Tensors are (T, N, H, W, C) inside; Lava's (x, y, f) order is converted at the boundary
-(:func:`lava_to_internal`, :func:`internal_to_lava`).  SRM layers are not supported yet.
+(:func:`lava_to_internal`, :func:`internal_to_lava`).  SRM networks use
+:mod:`psplava.sim.srm_fixed`, the same step functions as the Lava process models.
 """
 
 from __future__ import annotations
@@ -90,11 +91,24 @@ class _Synapse:
             if self.flatten_chw:
                 x = x.permute(0, 3, 1, 2)
             y = x.reshape(x.shape[0], -1) @ self.w.t()
-        return _clamp24(np.rint(y.numpy()).astype(np.int64))
+        out = np.rint(y.numpy()).astype(np.int64)
+        return _clamp24(out) if self.layer.type == "conv" else out
+
+
+def _out_shape(layer: NetLayer) -> tuple[int, ...]:
+    if layer.type == "conv":
+        return (layer.shape[1], layer.shape[2], layer.shape[0])
+    return (int(np.prod(layer.shape)),)
 
 
 def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
-    """Spikes of every neuron layer, each (T, N, ...) bool, for input x (T, N, H, W, C)."""
+    """Spikes of every neuron layer, each (T, N, ...) bool, for input x (T, N, H, W, C).
+
+    Mirrors the Lava graph step by step: for SRM networks the input first passes a PSP
+    generator and every layer sends its PSP (one step ahead) instead of its spikes.
+    """
+    from psplava.sim import srm_fixed
+
     layers = [l for l in net.layers if l.type in ("conv", "dense")]
     if not layers:
         raise NetFileError(f"{net.path}: no conv or dense layers to run")
@@ -102,28 +116,55 @@ def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
     if x.shape[2:] != (h, w, c):
         raise NetFileError(f"{net.path}: input has shape (H, W, C) = {x.shape[2:]}, the "
                            f"network expects {(h, w, c)}")
+    types = {l.neuron.get("type") for l in layers}
+    srm = types == {"SRM"}
+    if not srm and not types <= set(NEURONS):
+        raise NetFileError(f"{net.path}: the reference engine runs all-CUBA or all-SRM "
+                           f"networks, found neuron types {sorted(map(str, types))}")
     T, N = x.shape[:2]
-    synapses, neurons, buffers, shapes = [], [], [], []
+    synapses, neurons, buffers, shapes, moments = [], [], [], [], []
     prev = (h, w, c)
-    for layer in layers:
-        ntype = layer.neuron.get("type")
-        if ntype not in NEURONS:
-            raise NetFileError(f"{net.path}: layer/{layer.index}: the reference engine does not "
-                               f"support neuron type {ntype!r} yet")
-        out_shape = (layer.shape[1], layer.shape[2], layer.shape[0]) if layer.type == "conv" \
-            else (int(np.prod(layer.shape)),)
+    for i, layer in enumerate(layers):
+        out_shape = _out_shape(layer)
         synapses.append(_Synapse(layer, prev))
-        neurons.append(NEURONS[ntype](layer, (N, *out_shape)))
+        if srm:
+            nxt = layers[i + 1].neuron["psDecay"] if i + 1 < len(layers) else None
+            lam = layer.dynamic_threshold["lambda"] if layer.dynamic_threshold else None
+            neurons.append(srm_fixed.SRMState((N, *out_shape), layer.neuron, layer.bias, lam,
+                                              nxt))
+            moments.append(None if lam is None else {
+                "sum": np.zeros(N, np.int64), "count": 0, "buf": np.zeros(N),
+                "n": int(np.prod(prev)), "tau_s": float(layer.neuron["tauS"])})
+        else:
+            neurons.append(NEURONS[layer.neuron["type"]](layer, (N, *out_shape)))
+            moments.append(None)
         buffers.append(np.zeros((N, *out_shape), np.int64))
         shapes.append(out_shape)
         prev = out_shape
     outs = [np.zeros((T, N, *s), bool) for s in shapes]
+    if srm:
+        px = np.zeros((N, h, w, c), np.int64)
+        py = np.zeros((N, h, w, c), np.int64)
+        dq0 = int(layers[0].neuron["psDecay"])
     for t in range(T):
-        s_prev = x[t]
+        if srm:
+            px, py = srm_fixed.psp_update(px, py, x[t] != 0, dq0)
+            msg = py
+        else:
+            msg = x[t]
         for i in range(len(layers)):
             a_in = buffers[i]
-            buffers[i] = synapses[i](s_prev)
-            s = neurons[i].step(a_in)
+            buffers[i] = synapses[i](msg)
+            gain = None
+            mom = moments[i]
+            if mom is not None:
+                m2 = mom["buf"]
+                mom["sum"] = mom["sum"] + (msg.astype(np.int64) ** 2).reshape(N, -1).sum(axis=1)
+                mom["count"] += 1
+                mom["buf"] = srm_fixed.m2_from_sums(mom["sum"], mom["count"] + 1, mom["n"],
+                                                    mom["tau_s"])
+                gain = srm_fixed.gain_of(m2, neurons[i].lam).reshape(N, *[1] * len(shapes[i]))
+            s = neurons[i].step(a_in, gain) if srm else neurons[i].step(a_in)
             outs[i][t] = s
-            s_prev = s
+            msg = neurons[i].py if srm else s
     return outs

@@ -17,25 +17,41 @@ import numpy as np
 from psplava.netfile import NetFileError, read_netfile
 
 
-def _torch_conv() -> None:
+def _exact_torch_conv(input_, weight, kernel_size, stride, padding, dilation, groups):
+    """Lava's ``conv.utils.conv`` in float64 torch: exact for integer messages < 2**53
+    (Lava's own torch path is float32, inexact for graded PSP messages)."""
     import torch
     import torch.nn.functional as F
+
+    out = F.conv2d(torch.from_numpy(np.ascontiguousarray(input_.transpose([2, 1, 0]),
+                                                         dtype=np.float64))[None],
+                   torch.from_numpy(np.ascontiguousarray(
+                       weight[:, ::-1, ::-1].transpose([0, 3, 2, 1]), dtype=np.float64)),
+                   stride=list(stride[::-1]), padding=list(padding[::-1]),
+                   dilation=list(dilation[::-1]), groups=int(groups))
+    return np.rint(out[0].numpy().transpose([2, 1, 0])).astype(weight.dtype)
+
+
+def _torch_conv() -> None:
+    import torch
+    import lava.proc.conv.models as conv_models
     import lava.proc.conv.utils as conv_utils
 
-    torch.set_num_threads(1)
-    conv_utils.torch, conv_utils.F = torch, F
-    conv_utils.TORCH_IS_AVAILABLE = True
+    torch.set_num_threads(1)  # more threads deadlock Lava's forked workers
+    conv_utils.conv = _exact_torch_conv
+    conv_models.utils.conv = _exact_torch_conv
 
 
 def run_lava(path: str | Path, x: np.ndarray, record_all: bool = True) -> list[np.ndarray]:
     """Run one sample ``x`` (x, y, f, T) through the network; return each neuron layer's
     spikes in Lava order ((x, y, f, T) or (F, T)), the output layer last."""
     net_file = read_netfile(path)  # checks everything netx would skip
-    for layer in net_file.layers:
-        ntype = layer.neuron.get("type") if layer.neuron else None
-        if ntype not in (None, "CUBA", "LOIHI"):
-            raise NetFileError(f"{path}: layer/{layer.index}: the Lava engine does not run "
-                               f"{ntype} neurons yet")
+    types = {layer.neuron.get("type") for layer in net_file.layers if layer.neuron}
+    if types == {"SRM"}:
+        return _run_lava_srm(net_file, x)
+    if not types <= {"CUBA", "LOIHI"}:
+        raise NetFileError(f"{path}: the Lava engine runs all-CUBA (stock netx) or all-SRM "
+                           f"networks, found {sorted(map(str, types))}")
     with contextlib.redirect_stdout(sys.stderr):
         from lava.lib.dl import netx
         from lava.magma.core.run_conditions import RunSteps
@@ -60,4 +76,74 @@ def run_lava(path: str | Path, x: np.ndarray, record_all: bool = True) -> list[n
         outs = [s.data.get().astype(bool) for s in sinks]
     finally:
         net.stop()
+    return outs
+
+
+def _lava_conv_weight(w: np.ndarray) -> np.ndarray:
+    """(out, in, kh, kw) as stored -> Lava's Conv layout, as netx converts it."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)).astype(np.int32)
+
+
+def _run_lava_srm(net_file, x: np.ndarray) -> list[np.ndarray]:
+    """Build the SRM graph from psplava's process library and run it (fixed_pt)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc import io
+        from lava.proc.conv.process import Conv
+        from lava.proc.dense.process import Dense
+    from psplava.sim.procs.process import PSPInput, PSPMoment, SRMLayer
+
+    _torch_conv()
+    T = x.shape[-1]
+    c, h, w = net_file.layers[0].shape
+    if tuple(x.shape[:-1]) != (w, h, c):
+        raise NetFileError(f"{net_file.path}: input has shape {x.shape[:-1]}, the network "
+                           f"expects {(w, h, c)} (x, y, f)")
+    layers = [l for l in net_file.layers if l.type in ("conv", "dense")]
+    src = io.source.RingBuffer(data=x.astype(np.int32))
+    inp = PSPInput(shape=(w, h, c), ps_decay=int(layers[0].neuron["psDecay"]))
+    src.s_out.connect(inp.a_in)
+    prev_out, prev_shape = inp.s_out, (w, h, c)
+    sinks, keep = [], [src, inp]
+    for i, layer in enumerate(layers):
+        if layer.type == "conv":
+            oc, oh, ow = layer.shape
+            shape = (ow, oh, oc)
+            syn = Conv(weight=_lava_conv_weight(layer.weight), input_shape=prev_shape,
+                       padding=tuple(layer.padding[::-1]), stride=tuple(layer.stride[::-1]),
+                       num_message_bits=24)
+            src_port = prev_out
+        else:
+            shape = (int(np.prod(layer.shape)),)
+            syn = Dense(weights=np.asarray(layer.weight, np.int32), num_message_bits=24,
+                        num_weight_bits=8, weight_exp=0)
+            src_port = prev_out.transpose([2, 1, 0]).flatten() if len(prev_shape) == 3 \
+                else prev_out
+        src_port.connect(syn.s_in)
+        nxt = layers[i + 1].neuron["psDecay"] if i + 1 < len(layers) else None
+        lam = layer.dynamic_threshold["lambda"] if layer.dynamic_threshold else None
+        bias = None
+        if layer.bias is not None:
+            bias = np.asarray(layer.bias).reshape(-1)
+            if layer.type == "conv":  # per output channel, broadcast over (x, y)
+                bias = np.broadcast_to(bias, shape).copy()
+        neuron = SRMLayer(shape=shape, neuron=dict(layer.neuron), bias=bias,
+                          dynamic_lambda=lam, out_ps_decay=nxt)
+        syn.a_out.connect(neuron.a_in)
+        if lam is not None:
+            mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]))
+            prev_out.connect(mom.a_in)
+            mom.m2_out.connect(neuron.m2_in)
+            keep.append(mom)
+        sink = io.sink.RingBuffer(shape=shape, buffer=T)
+        neuron.spk_out.connect(sink.a_in)
+        sinks.append(sink)
+        keep += [syn, neuron]
+        prev_out, prev_shape = neuron.s_out, shape
+    try:
+        src.run(condition=RunSteps(num_steps=T), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        outs = [s.data.get().astype(bool) for s in sinks]
+    finally:
+        src.stop()
     return outs

@@ -1,0 +1,50 @@
+"""Lava Processes: SRM neurons, the input PSP generator and the PSP-LN threshold scaler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+
+
+class PSPInput(AbstractProcess):
+    """Turns input spikes into their integer alpha PSP (sent one step ahead).
+
+    Ports: ``a_in`` spikes (shape), ``s_out`` graded PSP ``y`` (shape).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], ps_decay: int, **kwargs: Any) -> None:
+        super().__init__(shape=shape, ps_decay=ps_decay, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
+class SRMLayer(AbstractProcess):
+    """Fixed-point SRM neurons (see :mod:`psplava.sim.srm_fixed`).
+
+    Ports: ``a_in`` membrane input from the synapse, ``m2_in`` (shape (1,), only with a
+    dynamic threshold) the layer's PSP second moment, ``s_out`` the graded PSP of this
+    layer's spikes (for the next synapse), ``spk_out`` the spikes (for monitoring).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], neuron: dict, bias=None,
+                 dynamic_lambda: float | None = None, out_ps_decay: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(shape=shape, neuron=neuron, bias=bias, dynamic_lambda=dynamic_lambda,
+                         out_ps_decay=out_ps_decay, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.m2_in = InPort(shape=(1,))
+        self.s_out = OutPort(shape=shape)
+        self.spk_out = OutPort(shape=shape)
+
+
+class PSPMoment(AbstractProcess):
+    """Per-layer PSP-LN threshold scaler: accumulates ``sum y^2`` of the layer's input
+    PSPs online and sends ``m2`` (Eq. 18's second moment), buffered one step like a synapse.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], tau_s: float, **kwargs: Any) -> None:
+        super().__init__(shape=shape, tau_s=tau_s, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.m2_out = OutPort(shape=(1,))
