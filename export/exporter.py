@@ -14,8 +14,9 @@ import numpy as np
 
 from psplava.errors import PsplavaError
 from psplava.export.fold import FoldedLayer, FoldError, fold_model
-from psplava.export.quantize import (choose_scale, quantize_decay, quantize_threshold,
-                                     quantize_weights)
+from psplava.export.quantize import (VTH_MANT_MAX, choose_scale, quantize_decay,
+                                     quantize_threshold, quantize_weights)
+from psplava.sim.srm_fixed import SRM_THETA_K_MAX
 from psplava.netfile import write_netfile
 
 
@@ -83,7 +84,8 @@ def build_layers(folded: list[FoldedLayer], input_shape: tuple[int, int, int],
             weight = weight * (math.e / float(layer.neuron["tau_s"]))
         theta = theta_of(layer)
         bias_max = float(np.abs(layer.bias).max()) if layer.bias is not None else 0.0
-        scale = choose_scale(np.append(weight.ravel(), bias_max), theta, k_max)
+        theta_k_max = SRM_THETA_K_MAX if ntype == "SRM" else VTH_MANT_MAX
+        scale = choose_scale(np.append(weight.ravel(), bias_max), theta, k_max, theta_k_max)
         q = quantize_weights(weight, scale)
         entry: dict[str, Any] = {
             "type": layer.kind, "weight": q.weight, "neuron": neuron_of(layer, scale),

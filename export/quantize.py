@@ -30,11 +30,13 @@ class WeightQuant:
     rel_rms_error: float      # rms(w - weight / k) / rms(w)
 
 
-def choose_scale(w: np.ndarray, theta: float, k_max: float = 1024.0) -> float:
-    """The largest power-of-two scale <= k_max keeping weights and threshold in range."""
+def choose_scale(w: np.ndarray, theta: float, k_max: float = 1024.0,
+                 theta_k_max: float = VTH_MANT_MAX) -> float:
+    """The largest power-of-two scale <= k_max keeping weights and threshold in range
+    (``theta * k <= theta_k_max``)."""
     wmax = float(np.abs(w).max()) if w.size else 0.0
     k = float(k_max)
-    while k > 2.0 ** -12 and (wmax * k > WEIGHT_MAX or theta * k > VTH_MANT_MAX):
+    while k > 2.0 ** -12 and (wmax * k > WEIGHT_MAX or theta * k > theta_k_max):
         k /= 2.0
     return k
 

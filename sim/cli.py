@@ -66,10 +66,29 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return _sim_dataset(args)
 
 
+def _lava_layer_to_internal(o: np.ndarray) -> np.ndarray:
+    """One sample's layer spikes in Lava order ((x, y, f, T) or (F, T)) -> (T, 1, ...)."""
+    if o.ndim == 2:
+        return o.T[:, None]
+    return o.transpose(3, 1, 0, 2)[:, None]
+
+
+def _engine_batch(model: str, net, x: np.ndarray, engine: str) -> list[np.ndarray]:
+    """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C)."""
+    from psplava.sim.fixed import internal_to_lava, run_fixed
+
+    if engine == "reference":
+        return run_fixed(net, x)
+    from psplava.sim.lava_engine import run_lava
+
+    per_sample = [run_lava(model, internal_to_lava(x[:, n:n + 1])[0]) for n in range(x.shape[1])]
+    return [np.concatenate([_lava_layer_to_internal(s[i]) for s in per_sample], axis=1)
+            for i in range(len(per_sample[0]))]
+
+
 def _sim_dataset(args: argparse.Namespace) -> int:
     from psplava.data import make_dataset
     from psplava.netfile import read_netfile
-    from psplava.sim.fixed import internal_to_lava
 
     net = read_netfile(args.model)
     cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
@@ -77,23 +96,51 @@ def _sim_dataset(args: argparse.Namespace) -> int:
     steps = args.steps or d.get("steps")
     if steps is None:
         raise PsplavaError(f"{args.model}: the file carries no config; give --steps")
-    ds = make_dataset(args.dataset, args.root, args.split, steps=int(steps),
+    steps = int(steps)
+    ds = make_dataset(args.dataset, args.root, args.split, steps=steps,
                       dt_ms=float(args.dt or d.get("dt_ms", 1.0)),
-                      encoding=d.get("encoding") or {}, seed=int(cfg.get("train", {}).get("seed", 0)))
+                      encoding=d.get("encoding") or {},
+                      seed=int(cfg.get("train", {}).get("seed", 0)))
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     n_layers = sum(1 for layer in net.layers if layer.type in ("conv", "dense"))
+    ref = None
+    if args.compare:
+        from psplava.sim.compare import CheckpointReference
+
+        ref = CheckpointReference(args.compare)
     correct = 0
+    exact_mm = float_mm = spikes = None
     t0 = time.time()
-    for i in range(n):
-        x, y = ds[i]
-        # Lava order (x, y, f, T), padded by one step per layer (each synapse buffers a step)
-        xl = _pad(internal_to_lava(x[:, None])[0], x.shape[0] + n_layers)
-        out = _run_one(args.model, xl, args.engine)[-1]
-        counts = out.reshape(-1, out.shape[-1]).sum(axis=1)
-        correct += int(np.argmax(counts) == y)
+    batch = 16 if args.engine == "reference" else 1
+    for start in range(0, n, batch):
+        idx = range(start, min(n, start + batch))
+        xs = np.stack([ds[i][0] for i in idx], axis=1)  # (T, B, H, W, C)
+        ys = np.array([ds[i][1] for i in idx])
+        # one extra step per layer: each synapse buffers one step (CUBA lags, SRM does not)
+        pad = np.zeros((n_layers, *xs.shape[1:]), xs.dtype)
+        xp = np.concatenate([xs, pad], axis=0)
+        outs = _engine_batch(args.model, net, xp, args.engine)
+        counts = outs[-1].reshape(outs[-1].shape[0], len(ys), -1).sum(axis=0)
+        correct += int((counts.argmax(axis=1) == ys).sum())
+        layer_spikes = [int(o.sum()) for o in outs]
+        spikes = layer_spikes if spikes is None else [a + b for a, b in zip(spikes, layer_spikes)]
+        if ref is not None:
+            from psplava.sim.compare import count_mismatches
+
+            exact = ref.loihi_exact(xp)
+            e = count_mismatches(outs, exact, [0] * len(outs), xp.shape[0])
+            delays = [ref.delay(i) for i in range(len(outs))]
+            f = count_mismatches(outs, ref.float_spikes(xs), delays, xs.shape[0])
+            exact_mm = e if exact_mm is None else [a + b for a, b in zip(exact_mm, e)]
+            float_mm = f if float_mm is None else [a + b for a, b in zip(float_mm, f)]
     res = {"accuracy": correct / max(n, 1), "samples": n, "engine": args.engine,
-           "seconds": round(time.time() - t0, 2)}
+           "spikes_per_layer": spikes, "seconds": round(time.time() - t0, 2)}
     print(f"{args.engine}: accuracy {res['accuracy']:.4f} on {n} samples")
+    if ref is not None:
+        res["mismatches"] = {"loihi_exact": exact_mm, "loihi_exact_total": sum(exact_mm),
+                             "float": float_mm, "float_total": sum(float_mm)}
+        print(f"spike mismatches per layer vs the checkpoint's Loihi-exact run: {exact_mm}; "
+              f"vs its float model (quantization effect): {float_mm}")
     print(json.dumps(res))
     return 0
 
@@ -110,5 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--dt", type=float, default=None)
+    p.add_argument("--compare", metavar="CKPT", default=None,
+                   help="count spike mismatches per layer against this checkpoint")
     p.add_argument("--json", action="store_true", help="(the last line is always JSON)")
     p.set_defaults(func=_cmd_sim)

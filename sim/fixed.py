@@ -6,7 +6,7 @@ computes one sample at a time:
 
 - synapses (conv / dense) buffer one step: the neurons of layer L receive at step t the
   weighted spikes of layer L-1 at step t-1 (``a_buf`` in Lava's Conv/Dense models), clamped
-  to 24 bits;
+  wrapped to 24 bits like Lava's conv (dense is not);
 - CUBA neurons follow Lava's ``PyLifModelBitAcc``: ``u = sign(u)(|u|(4096 - iDecay) >> 12)
   + (a_in << 6)`` wrapped to 24 bits, ``v = sign(v)(|v|(4096 - vDecay) >> 12) + u + bias``
   clipped to 24 bits, spike when ``v > vThMant << 6``, then ``v = 0``.
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from psplava.netfile import NetFile, NetFileError, NetLayer
+from psplava.sim.srm_fixed import wrap24
 
 UV_BITS = 24
 _MAX = 1 << (UV_BITS - 1)
@@ -47,8 +48,6 @@ def _decay(x: np.ndarray, d: int) -> np.ndarray:
     return (np.sign(y) * (np.abs(y) >> 12)).astype(np.int64)
 
 
-def _clamp24(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, -_MAX, _MAX - 1)
 
 
 class _Cuba:
@@ -92,7 +91,7 @@ class _Synapse:
                 x = x.permute(0, 3, 1, 2)
             y = x.reshape(x.shape[0], -1) @ self.w.t()
         out = np.rint(y.numpy()).astype(np.int64)
-        return _clamp24(out) if self.layer.type == "conv" else out
+        return wrap24(out) if self.layer.type == "conv" else out
 
 
 def _out_shape(layer: NetLayer) -> tuple[int, ...]:

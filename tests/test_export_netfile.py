@@ -18,9 +18,10 @@ from psplava.train.model import SNN
 from psplava.train.trainer import save_checkpoint
 
 
-def _checkpoint(tmp_path, neuron="cuba", norm="psp_bn", arch="34x34x2-n4c3s2-n6c3s2-n10"):
+def _checkpoint(tmp_path, neuron="cuba", norm="psp_bn", arch="34x34x2-n4c3s2-n6c3s2-n10",
+                init_gain=1.0):
     torch.manual_seed(0)
-    spec = {"arch": arch, "neuron": neuron, "norm": norm, "steps": 30}
+    spec = {"arch": arch, "neuron": neuron, "norm": norm, "steps": 30, "init_gain": init_gain}
     model = SNN(spec)
     model.train()
     with torch.no_grad():

@@ -86,12 +86,37 @@ def test_sim_dataset_mode_reference(tmp_path, capsys):
     assert res["samples"] == 3 and 0.0 <= res["accuracy"] <= 1.0
 
 
-def test_lava_engine_refuses_srm_for_now(tmp_path, capsys):
-    ckpt, _ = _checkpoint(tmp_path, "srm", "psp_bn")
+SRM_ARCHS = {"psp_bn": "34x34x2-n4c3s2-n6c3s2-n10",
+             "causal_psp_ln": "34x34x2-n4c3s2-n6c3s2-n10",
+             "none": "34x34x2-4c3s2-6c3s2-10",
+             "tdbn": "34x34x2-4c3s2n-6c3s2n-10"}
+
+
+@pytest.mark.parametrize("norm", list(SRM_ARCHS))
+def test_srm_lava_equals_reference_bit_for_bit(tmp_path, norm):
+    """SRM processes (PSP input, SRM layer, PSP-LN moment) against the reference engine."""
+    ckpt, _ = _checkpoint(tmp_path, "srm", norm, arch=SRM_ARCHS[norm], init_gain=2.0)
     path = tmp_path / "srm.net"
     export_checkpoint(ckpt, path)
-    x = np.zeros((34, 34, 2, 5), np.uint8)
-    np.save(tmp_path / "x.npy", x)
-    assert main(["sim", str(path), "--input", str(tmp_path / "x.npy"), "--steps", "5",
-                 "--output", str(tmp_path / "o.npy")]) == 2
-    assert "SRM" in capsys.readouterr().err
+    rng = np.random.default_rng(3)
+    x = (rng.random((34, 34, 2, 40)) < 0.12).astype(np.int32)
+    lava = run_lava(path, x)
+    ref = [internal_to_lava(o)[0] for o in run_fixed(read_netfile(path), lava_to_internal(x))]
+    for i, (a, b) in enumerate(zip(lava, ref)):
+        assert int((a != b).sum()) == 0, f"layer {i}"
+        assert b.sum() > 0, f"layer {i} is silent"
+
+
+def test_compare_against_checkpoint(tmp_path, capsys, nmnist_root):
+    """--compare: 0 mismatches against the Loihi-exact run on real recordings."""
+    ckpt, _ = _checkpoint(tmp_path, "srm", "causal_psp_ln", arch=SRM_ARCHS["causal_psp_ln"],
+                          init_gain=2.0)
+    path = tmp_path / "srm.net"
+    export_checkpoint(ckpt, path)
+    assert main(["sim", str(path), "--dataset", "nmnist", "--root", str(nmnist_root),
+                 "--split", "train", "--limit", "1", "--steps", "60", "--dt", "5",
+                 "--engine", "lava", "--compare", str(ckpt)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    mm = res["mismatches"]
+    assert mm["loihi_exact"] == [0, 0, 0] and min(res["spikes_per_layer"]) > 0
+    assert len(mm["float"]) == 3  # reported, not required to be 0
