@@ -5,7 +5,7 @@ for a batch of samples at once, what Lava's ``Loihi2SimCfg(select_tag='fixed_pt'
 computes one sample at a time:
 
 - synapses (conv / dense) buffer one step: the neurons of layer L receive at step t the
-  weighted spikes of layer L-1 at step t-1 (``a_buf`` in Lava's Conv/Dense models), clamped
+  weighted spikes of layer L-1 at step t-1 (``a_buf`` in Lava's Conv/Dense models),
   wrapped to 24 bits like Lava's conv (dense is not);
 - CUBA neurons follow Lava's ``PyLifModelBitAcc``: ``u = sign(u)(|u|(4096 - iDecay) >> 12)
   + (a_in << 6)`` wrapped to 24 bits, ``v = sign(v)(|v|(4096 - vDecay) >> 12) + u + bias``
