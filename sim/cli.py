@@ -86,32 +86,36 @@ def _engine_batch(model: str, net, x: np.ndarray, engine: str) -> list[np.ndarra
             for i in range(len(per_sample[0]))]
 
 
-def _sim_dataset(args: argparse.Namespace) -> int:
+def simulate_dataset(model: str, dataset: str, root: str | None, split: str,
+                     limit: int | None = None, engine: str = "reference",
+                     compare: str | None = None, steps: int | None = None,
+                     dt: float | None = None) -> dict:
+    """Accuracy of a ``.net`` file on a dataset; with ``compare`` (a checkpoint) also the
+    per-layer spike mismatches against its Loihi-exact run and its float model."""
     from psplava.data import make_dataset
     from psplava.netfile import read_netfile
 
-    net = read_netfile(args.model)
+    net = read_netfile(model)
     cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
     d = cfg.get("data", {})
-    steps = args.steps or d.get("steps")
+    steps = steps or d.get("steps")
     if steps is None:
-        raise PsplavaError(f"{args.model}: the file carries no config; give --steps")
+        raise PsplavaError(f"{model}: the file carries no config; give --steps")
     steps = int(steps)
-    ds = make_dataset(args.dataset, args.root, args.split, steps=steps,
-                      dt_ms=float(args.dt or d.get("dt_ms", 1.0)),
+    ds = make_dataset(dataset, root, split, steps=steps, dt_ms=float(dt or d.get("dt_ms", 1.0)),
                       encoding=d.get("encoding") or {},
                       seed=int(cfg.get("train", {}).get("seed", 0)))
-    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    n = len(ds) if limit is None else min(limit, len(ds))
     n_layers = sum(1 for layer in net.layers if layer.type in ("conv", "dense"))
     ref = None
-    if args.compare:
+    if compare:
         from psplava.sim.compare import CheckpointReference
 
-        ref = CheckpointReference(args.compare)
+        ref = CheckpointReference(compare)
     correct = 0
     exact_mm = float_mm = spikes = None
     t0 = time.time()
-    batch = 16 if args.engine == "reference" else 1
+    batch = 16 if engine == "reference" else 1
     for start in range(0, n, batch):
         idx = range(start, min(n, start + batch))
         xs = np.stack([ds[i][0] for i in idx], axis=1)  # (T, B, H, W, C)
@@ -119,7 +123,7 @@ def _sim_dataset(args: argparse.Namespace) -> int:
         # one extra step per layer: each synapse buffers one step (CUBA lags, SRM does not)
         pad = np.zeros((n_layers, *xs.shape[1:]), xs.dtype)
         xp = np.concatenate([xs, pad], axis=0)
-        outs = _engine_batch(args.model, net, xp, args.engine)
+        outs = _engine_batch(model, net, xp, engine)
         counts = outs[-1].reshape(outs[-1].shape[0], len(ys), -1).sum(axis=0)
         correct += int((counts.argmax(axis=1) == ys).sum())
         layer_spikes = [int(o.sum()) for o in outs]
@@ -133,14 +137,22 @@ def _sim_dataset(args: argparse.Namespace) -> int:
             f = count_mismatches(outs, ref.float_spikes(xs), delays, xs.shape[0])
             exact_mm = e if exact_mm is None else [a + b for a, b in zip(exact_mm, e)]
             float_mm = f if float_mm is None else [a + b for a, b in zip(float_mm, f)]
-    res = {"accuracy": correct / max(n, 1), "samples": n, "engine": args.engine,
+    res = {"accuracy": correct / max(n, 1), "samples": n, "engine": engine,
            "spikes_per_layer": spikes, "seconds": round(time.time() - t0, 2)}
-    print(f"{args.engine}: accuracy {res['accuracy']:.4f} on {n} samples")
     if ref is not None:
         res["mismatches"] = {"loihi_exact": exact_mm, "loihi_exact_total": sum(exact_mm),
                              "float": float_mm, "float_total": sum(float_mm)}
-        print(f"spike mismatches per layer vs the checkpoint's Loihi-exact run: {exact_mm}; "
-              f"vs its float model (quantization effect): {float_mm}")
+    return res
+
+
+def _sim_dataset(args: argparse.Namespace) -> int:
+    res = simulate_dataset(args.model, args.dataset, args.root, args.split, args.limit,
+                           args.engine, args.compare, args.steps, args.dt)
+    print(f"{args.engine}: accuracy {res['accuracy']:.4f} on {res['samples']} samples")
+    if "mismatches" in res:
+        mm = res["mismatches"]
+        print(f"spike mismatches per layer vs the checkpoint's Loihi-exact run: "
+              f"{mm['loihi_exact']}; vs its float model (quantization effect): {mm['float']}")
     print(json.dumps(res))
     return 0
 

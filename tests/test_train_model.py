@@ -195,3 +195,16 @@ def test_export_hdf5_hook_writes_layer_description(tmp_path):
         assert f["layer/1/pre_norm/running_m2"].shape == (4 * 17 * 17,)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_resume_accepts_checkpoints_from_before_new_default_keys(tmp_path):
+    """A key added to DEFAULTS later (e.g. data.cache) must not block --resume."""
+    cfg_path = _tiny_config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg_path), "--out", str(run), "--no-progress"]) == 0
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    del ckpt["config"]["data"]["cache"]
+    torch.save(ckpt, run / "last.pt")
+    assert main(["train", "--config", str(cfg_path), "--out", str(run), "--no-progress",
+                 "--resume", "--set", "train.epochs=2"]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2

@@ -197,8 +197,11 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
     if resume:
         last = out / "last.pt"
         ckpt = load_checkpoint(last)
+        from psplava.train.config import DEFAULTS, deep_merge
+
+        stored = deep_merge(DEFAULTS, ckpt["config"])  # keys added to DEFAULTS since
         for section in ("model", "data"):
-            if ckpt["config"][section] != cfg[section]:
+            if stored[section] != cfg[section]:
                 raise ConfigError(f"{last}: cannot resume: the {section} section of the config "
                                   "differs from the checkpoint's (train settings such as "
                                   "epochs or time_limit_min may change)")
