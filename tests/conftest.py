@@ -40,3 +40,29 @@ def encode_nmnist_events(x, y, p, t) -> bytes:
     x, y, p, t = (np.asarray(a, dtype=np.int64) for a in (x, y, p, t))
     raw = np.stack([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF], axis=1)
     return raw.astype(np.uint8).tobytes()
+
+
+def lava_dl_netfile(tmp_path):
+    """A netx file written by lava-dl's own slayer blocks (conv, conv, flatten, dense)."""
+    import h5py
+    import torch
+
+    from psplava.lavadl import slayer
+
+    torch.manual_seed(2)
+    params = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.03}
+    blocks = [slayer.block.cuba.Conv(params, 2, 4, 3, padding=1, stride=2, weight_scale=2),
+              slayer.block.cuba.Conv(params, 4, 6, 3, padding=1, stride=2, weight_scale=2),
+              slayer.block.cuba.Flatten(),
+              slayer.block.cuba.Dense(params, 6 * 9 * 9, 10, weight_scale=4)]
+    x = (torch.rand(1, 2, 34, 34, 5) < 0.2).float()
+    for b in blocks:
+        x = b(x)
+    path = tmp_path / "lava_dl.net"
+    with h5py.File(path, "w") as h:
+        inp = h.create_group("layer/0")
+        inp.create_dataset("type", (1,), "S10", [b"input"])
+        inp.create_dataset("shape", data=np.array([2, 34, 34]))
+        for i, b in enumerate(blocks):
+            b.export_hdf5(h.create_group(f"layer/{i + 1}"))
+    return path

@@ -12,7 +12,7 @@ import torch
 from psplava.cli import main
 from psplava.export.exporter import export_checkpoint
 from psplava.export.quantize import choose_scale, quantize_decay, quantize_weights
-from psplava.netfile import FORMAT_VERSION, NetFileError, read_netfile
+from psplava.netfile import FORMAT_VERSION, read_netfile
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.model import SNN
 from psplava.train.trainer import save_checkpoint
@@ -169,22 +169,9 @@ def test_truncated_and_non_hdf5(good_net, tmp_path, capsys):
 
 def test_reads_lava_dl_written_file(tmp_path):
     """A file written by lava-dl's own slayer blocks reads as stock netx (format 0)."""
-    from psplava.lavadl import slayer
+    from conftest import lava_dl_netfile
 
-    params = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03}
-    blocks = [slayer.block.cuba.Conv(params, 2, 4, 3, padding=1, stride=2, weight_scale=2),
-              slayer.block.cuba.Flatten(),
-              slayer.block.cuba.Dense(params, 4 * 17 * 17, 10, weight_scale=2)]
-    x = (torch.rand(1, 2, 34, 34, 5) < 0.2).float()
-    for b in blocks:
-        x = b(x)
-    path = tmp_path / "lava_dl.net"
-    with h5py.File(path, "w") as h:
-        inp = h.create_group("layer/0")
-        inp.create_dataset("type", (1,), "S10", [b"input"])
-        inp.create_dataset("shape", data=np.array([2, 34, 34]))
-        for i, b in enumerate(blocks):
-            b.export_hdf5(h.create_group(f"layer/{i + 1}"))
-    f = read_netfile(path)
-    assert f.version == 0 and [l.type for l in f.layers] == ["input", "conv", "flatten", "dense"]
+    f = read_netfile(lava_dl_netfile(tmp_path))
+    assert f.version == 0
+    assert [l.type for l in f.layers] == ["input", "conv", "conv", "flatten", "dense"]
     assert f.layers[1].neuron["type"] == "CUBA" and f.layers[1].weight.shape == (4, 2, 3, 3)

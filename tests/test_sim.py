@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-import h5py
 import numpy as np
 import pytest
-import torch
 
 from psplava.cli import main
 from psplava.export.exporter import export_checkpoint
@@ -15,29 +13,8 @@ from psplava.netfile import read_netfile
 from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 from psplava.sim.lava_engine import run_lava
 
+from conftest import lava_dl_netfile as _lava_dl_file
 from test_export_netfile import _checkpoint
-
-
-def _lava_dl_file(tmp_path):
-    from psplava.lavadl import slayer
-
-    torch.manual_seed(2)
-    params = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.03}
-    blocks = [slayer.block.cuba.Conv(params, 2, 4, 3, padding=1, stride=2, weight_scale=2),
-              slayer.block.cuba.Conv(params, 4, 6, 3, padding=1, stride=2, weight_scale=2),
-              slayer.block.cuba.Flatten(),
-              slayer.block.cuba.Dense(params, 6 * 9 * 9, 10, weight_scale=4)]
-    x = (torch.rand(1, 2, 34, 34, 5) < 0.2).float()
-    for b in blocks:
-        x = b(x)
-    path = tmp_path / "lava_dl.net"
-    with h5py.File(path, "w") as h:
-        inp = h.create_group("layer/0")
-        inp.create_dataset("type", (1,), "S10", [b"input"])
-        inp.create_dataset("shape", data=np.array([2, 34, 34]))
-        for i, b in enumerate(blocks):
-            b.export_hdf5(h.create_group(f"layer/{i + 1}"))
-    return path
 
 
 @pytest.mark.parametrize("source", ["psplava_cuba_psp_bn", "lava_dl"])

@@ -34,7 +34,6 @@ fused spike loop saves only ``rho`` for the backward pass.
 
 from __future__ import annotations
 
-import math
 
 import numba
 import numpy as np
