@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/lava_equivalence.py [--samples 20] [--steps 100] [--quick]
 
-For SRM + PSP-BN, SRM + causal PSP-LN, SRM + none and CUBA + PSP-BN networks of the CPU
-configs' topology (``34x34x2-n8c3-n16c3s2-{n16c3}*4-n16c3-n32c3s2-{n32c3}*4-10``), with
+For SRM + PSP-BN, SRM + causal PSP-LN, SRM + none and CUBA + PSP-BN networks of the demo's
+topology (``34x34x2-n8c3s2-n16c3s2-n10``; ``--arch paper`` uses the CPU configs' 12-conv
+``34x34x2-n8c3-n16c3s2-{n16c3}*4-n16c3-n32c3s2-{n32c3}*4-10``, ~40 Lava processes), with
 weights from ``--checkpoint-dir`` when it holds ``<norm>.pt`` files and otherwise freshly
 initialised ones (BN statistics from one training-mode pass: equivalence is a property of
 the arithmetic, not of the training), this script
@@ -30,10 +31,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ARCH_PSP = "34x34x2-n8c3-n16c3s2-{n16c3}*4-n16c3-n32c3s2-{n32c3}*4-10"
-ARCH_NONE = "34x34x2-8c3-16c3s2-{16c3}*4-16c3-32c3s2-{32c3}*4-10"
-CASES = [("srm", "psp_bn", ARCH_PSP), ("srm", "causal_psp_ln", ARCH_PSP),
-         ("srm", "none", ARCH_NONE), ("cuba", "psp_bn", ARCH_PSP)]
+ARCHS = {
+    "small": ("34x34x2-n8c3s2-n16c3s2-n10", "34x34x2-8c3s2-16c3s2-10"),
+    "paper": ("34x34x2-n8c3-n16c3s2-{n16c3}*4-n16c3-n32c3s2-{n32c3}*4-10",
+              "34x34x2-8c3-16c3s2-{16c3}*4-16c3-32c3s2-{32c3}*4-10"),
+}
+
+
+def cases(arch: str) -> list[tuple[str, str, str]]:
+    psp, plain = ARCHS[arch]
+    return [("srm", "psp_bn", psp), ("srm", "causal_psp_ln", psp), ("srm", "none", plain),
+            ("cuba", "psp_bn", psp)]
 
 
 def _make_checkpoint(out: Path, neuron: str, norm: str, arch: str, steps: int, x) -> Path:
@@ -42,7 +50,7 @@ def _make_checkpoint(out: Path, neuron: str, norm: str, arch: str, steps: int, x
     from psplava.train.trainer import save_checkpoint
 
     torch.manual_seed(0)
-    spec = {"arch": arch, "neuron": neuron, "norm": norm, "steps": steps}
+    spec = {"arch": arch, "neuron": neuron, "norm": norm, "steps": steps, "init_gain": 2.0}
     model = SNN(spec)
     model.train()
     with torch.no_grad():
@@ -60,6 +68,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--quick", action="store_true", help="2 samples, 40 steps")
     ap.add_argument("--checkpoint-dir", default=None)
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="small")
     args = ap.parse_args()
     if args.quick:
         args.samples, args.steps = 2, 40
@@ -77,7 +86,7 @@ def main() -> None:
     x = np.stack([ds[i][0] for i in range(args.samples)], axis=1)  # (T, N, H, W, C)
     tmp = Path(tempfile.mkdtemp())
     results = {}
-    for neuron, norm, arch in CASES:
+    for neuron, norm, arch in cases(args.arch):
         name = f"{neuron}+{norm}"
         ck = Path(args.checkpoint_dir or "/nonexistent") / f"{norm}.pt"
         ckpt = ck if ck.is_file() and neuron == "srm" else \
@@ -134,7 +143,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, "-c", code, mode, str(tmp / "x.npy"), str(net)],
                              capture_output=True, text=True, check=True)
         speeds[mode] = args.steps / json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
-    summary = {"samples": args.samples, "steps": args.steps, "cases": results,
+    summary = {"samples": args.samples, "steps": args.steps, "arch": args.arch, "cases": results,
                "lava_steps_per_s_stock_netx": round(speeds["stock"], 1),
                "lava_steps_per_s_psplava": round(speeds["psplava"], 1),
                "lava_speedup_vs_stock_netx": round(speeds["psplava"] / speeds["stock"], 2)}
