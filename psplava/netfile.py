@@ -76,6 +76,7 @@ def _text(v: Any) -> str:
 NEURON_FIELDS: dict[str, tuple[str, ...]] = {
     "CUBA": ("iDecay", "vDecay", "vThMant"),
     "LOIHI": ("iDecay", "vDecay", "vThMant"),
+    "SDNN": ("vThMant",),
     "SRM": ("vThMant", "tauS", "tauR", "refractory", "psDecay", "refDecay"),
 }
 
@@ -90,7 +91,7 @@ def _read_neuron(where: str, grp) -> dict[str, Any]:
     out: dict[str, Any] = {"type": ntype}
     for key in grp.keys():
         v = grp[key][()]
-        out[key] = _text(v) if key in ("type", "refractory") else (
+        out[key] = _text(v) if key in ("type", "refractory", "activation") else (
             v.item() if isinstance(v, np.ndarray) and v.size == 1 else v)
     missing = [f for f in NEURON_FIELDS[ntype] if f not in out]
     if missing:

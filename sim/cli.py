@@ -55,7 +55,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         out = _run_one(args.model, x, args.engine)[-1]
         with atomic_path(args.output) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, out.astype(np.uint8))
+                np.save(f, out.astype(np.uint8) if out.dtype == bool else out)
         res = {"output": str(args.output), "shape": list(out.shape), "spikes": int(out.sum()),
                "engine": args.engine, "seconds": round(time.time() - t0, 3)}
         print(json.dumps(res))
