@@ -14,10 +14,26 @@ import sys
 with contextlib.redirect_stdout(sys.stderr):
     from lava.lib.dl import slayer  # noqa: E402
 
-# Lava's runtime calls multiprocessing.set_start_method('fork') (without force) when it is
-# first imported, which fails once anything has fixed the start method -- numba's parallel
-# kernels do.  Importing it here, before any kernel runs, keeps `psplava sim` working in a
-# process that trained or evaluated first.
-import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: E402,F401
+def import_lava_runtime() -> None:
+    """Import Lava's runtime whatever fixed the multiprocessing start method before.
 
-__all__ = ["slayer"]
+    Lava's message infrastructure calls ``multiprocessing.set_start_method('fork')``
+    (without ``force``) on first import, which raises once anything has fixed the start
+    method -- numba's parallel kernels do.  Forcing 'fork' (Linux's default, and what Lava
+    needs) for that one call makes the import order irrelevant.
+    """
+    import multiprocessing as mp
+
+    original = mp.set_start_method
+
+    def _forced(method, force=False):
+        original(method, force=True)
+
+    mp.set_start_method = _forced
+    try:
+        import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+    finally:
+        mp.set_start_method = original
+
+
+import_lava_runtime()

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from psplava.lavadl import import_lava_runtime
 from psplava.netfile import NetFileError, read_netfile
+
+import_lava_runtime()
 
 
 def _exact_torch_conv(input_, weight, kernel_size, stride, padding, dilation, groups):

@@ -97,3 +97,17 @@ def test_compare_against_checkpoint(tmp_path, capsys, nmnist_root):
     mm = res["mismatches"]
     assert mm["loihi_exact"] == [0, 0, 0] and min(res["spikes_per_layer"]) > 0
     assert len(mm["float"]) == 3  # reported, not required to be 0
+
+
+def test_lava_runtime_imports_after_numba_fixed_the_start_method(tmp_path):
+    """Regression: numba kernels first, then Lava (benchmarks/train_step.py's order)."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing as mp; mp.set_start_method('spawn')\n"
+            "from psplava.sim.lava_engine import run_lava\n"
+            "import psplava.train.neuron\n"
+            "print(mp.get_start_method())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.strip().splitlines()[-1] == "fork"
