@@ -38,7 +38,6 @@ PSP_UNIT = 1 << 8
 #: largest ``theta * k`` the exporter allows for SRM layers, so that ``theta_int =
 #: theta k U`` stays 16x below the 24-bit synaptic wrap-around
 SRM_THETA_K_MAX = (1 << 19) / PSP_UNIT
-UV_MAX = (1 << 23) - 1
 
 
 def dec(v: np.ndarray, d: int) -> np.ndarray:
@@ -78,9 +77,6 @@ class SRMState:
         self.py = np.zeros(shape, np.int64)
         self.bias = 0 if bias is None else np.asarray(bias, np.int64) * PSP_UNIT
         self.lam = dynamic_lambda
-
-    def refractory(self) -> np.ndarray:
-        return self.ry
 
     def step(self, z: np.ndarray, gain: np.ndarray | float | None = None) -> np.ndarray:
         """Spikes for membrane input ``z`` (int64); ``gain`` = sqrt(m2 + lambda) or None."""
