@@ -79,7 +79,7 @@ def main() -> None:
     from psplava.export.exporter import export_checkpoint
     from psplava.netfile import read_netfile
     from psplava.sim.compare import CheckpointReference, count_mismatches
-    from psplava.sim.fixed import internal_to_lava, run_fixed
+    from psplava.sim.fixed import internal_to_lava, lava_layer_to_internal, run_fixed
     from psplava.sim.lava_engine import run_lava
 
     ds = NMNIST(SHARED_DATA / "nmnist_small", "train", Binning(300.0 / args.steps, args.steps))
@@ -105,8 +105,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for n in range(args.samples):
             outs = run_lava(net, internal_to_lava(xp[:, n:n + 1])[0])
-            outs = [o.T[:, None] if o.ndim == 2 else o.transpose(3, 1, 0, 2)[:, None]
-                    for o in outs]
+            outs = [lava_layer_to_internal(o) for o in outs]
             lava_mm += count_mismatches(outs, [e[:, n:n + 1] for e in exact], [0] * n_layers,
                                         xp.shape[0])
             lava_vs_ref += count_mismatches(outs, [r[:, n:n + 1] for r in reference],

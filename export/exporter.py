@@ -33,14 +33,14 @@ def _cuba_neuron(layer: FoldedLayer, scale: float) -> dict[str, Any]:
     if layer.bias is not None:
         raise FoldError("a membrane-norm bias adds to a CUBA neuron's current, which stock "
                         "netx cannot express; export CUBA networks with psp_bn or none")
-    theta = float(p["vThMant"]) / 64.0  # lava-dl's device_params use w_scale = 64
+    theta = _cuba_theta(layer)
     return {"type": "CUBA", "iDecay": int(p["iDecay"]), "vDecay": int(p["vDecay"]),
             "vThMant": quantize_threshold(theta, scale), "refDelay": int(p.get("refDelay", 1)),
             "gradedSpike": bool(p.get("gradedSpike", False))}
 
 
 def _cuba_theta(layer: FoldedLayer) -> float:
-    return float(layer.neuron["vThMant"]) / 64.0
+    return float(layer.neuron["vThMant"]) / 64.0  # lava-dl's device_params use w_scale = 64
 
 
 def _srm_neuron(layer: FoldedLayer, scale: float) -> dict[str, Any]:

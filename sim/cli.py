@@ -65,23 +65,16 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     return _sim_dataset(args)
 
 
-def _lava_layer_to_internal(o: np.ndarray) -> np.ndarray:
-    """One sample's layer spikes in Lava order ((x, y, f, T) or (F, T)) -> (T, 1, ...)."""
-    if o.ndim == 2:
-        return o.T[:, None]
-    return o.transpose(3, 1, 0, 2)[:, None]
-
-
 def _engine_batch(model: str, net, x: np.ndarray, engine: str) -> list[np.ndarray]:
     """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C)."""
-    from psplava.sim.fixed import internal_to_lava, run_fixed
+    from psplava.sim.fixed import internal_to_lava, lava_layer_to_internal, run_fixed
 
     if engine == "reference":
         return run_fixed(net, x)
     from psplava.sim.lava_engine import run_lava
 
     per_sample = [run_lava(model, internal_to_lava(x[:, n:n + 1])[0]) for n in range(x.shape[1])]
-    return [np.concatenate([_lava_layer_to_internal(s[i]) for s in per_sample], axis=1)
+    return [np.concatenate([lava_layer_to_internal(s[i]) for s in per_sample], axis=1)
             for i in range(len(per_sample[0]))]
 
 

@@ -43,6 +43,13 @@ def internal_to_lava(s: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(s.transpose(1, 3, 2, 4, 0))
 
 
+def lava_layer_to_internal(o: np.ndarray) -> np.ndarray:
+    """One sample's layer output in Lava order ((x, y, f, T) or (F, T)) -> (T, 1, ...)."""
+    if o.ndim == 2:
+        return o.T[:, None]
+    return o.transpose(3, 1, 0, 2)[:, None]
+
+
 def _decay(x: np.ndarray, d: int) -> np.ndarray:
     y = x.astype(np.int64) * (4096 - int(d))
     return (np.sign(y) * (np.abs(y) >> 12)).astype(np.int64)
