@@ -8,14 +8,13 @@ import json
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from psplava.export.exporter import export_checkpoint
-    from psplava.export.fold import FoldError
+    from psplava.train.norm import NormKind
+    from psplava.train.trainer import load_checkpoint
 
-    try:
-        report = export_checkpoint(args.checkpoint, args.output, k_max=args.k_max)
-    except FoldError as exc:
-        if args.causal_eval and "causal_psp_ln" in str(exc):
-            return _causal_eval(args)
-        raise
+    norm = NormKind(load_checkpoint(args.checkpoint)["model_spec"].get("norm", "psp_ln"))
+    if args.causal_eval and norm is NormKind.PSP_LN:
+        return _causal_eval(args)
+    report = export_checkpoint(args.checkpoint, args.output, k_max=args.k_max)
     print(f"{'layer':>5} {'type':6} {'neuron':6} {'scale':>8} {'w rel rms err':>14} "
           f"{'w max err':>10} {'vThMant':>8}")
     for r in report:
@@ -77,8 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="fold, quantize and write a netx .net file")
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True, help="output .net file")
-    p.add_argument("--k-max", type=float, default=1024.0,
-                   help="largest weight scale (integer units per float unit; lava-dl uses 64)")
+    p.add_argument("--k-max", type=float, default=None,
+                   help="largest weight scale (integer units per float unit; lava-dl uses 64); "
+                        "default: the checkpoint's model.k_max, the rule it was trained with")
     p.add_argument("--causal-eval", action="store_true",
                    help="for whole-window PSP-LN: evaluate the weights with causal statistics")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)

@@ -75,13 +75,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_stage_commands() -> None:
     """Stage packages add their subcommands (train, evaluate, report, ...) here."""
+    from psplava import sim_cli
     from psplava.export import cli as export_cli
-    from psplava.sim import cli as sim_cli
     from psplava.train import cli as train_cli
 
     COMMANDS.setdefault("train", train_cli.register)
     COMMANDS.setdefault("export", export_cli.register)
     COMMANDS.setdefault("sim", sim_cli.register)
+    COMMANDS.setdefault("demo", _register_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from psplava.pipeline import run_demo
+
+    config = args.config or Path(__file__).resolve().parent / "configs" / "demo_digits.yaml"
+    print(json.dumps(run_demo(config, args.set, args.out, args.lava_samples)))
+    return 0
+
+
+def _register_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="train -> export -> Lava simulation on the embedded digits")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--lava-samples", type=int, default=10,
+                   help="test digits to run through Lava (the reference engine runs all)")
+    p.add_argument("--config", default=None, help="default: the packaged demo_digits.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

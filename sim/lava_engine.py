@@ -107,6 +107,7 @@ def _run_lava_srm(net_file, x: np.ndarray) -> list[np.ndarray]:
         from lava.proc import io
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense
+    from psplava.sim.fixed import srm_hardware
     from psplava.sim.procs.process import PSPInput, PSPMoment, SRMLayer
 
     _torch_conv()
@@ -143,8 +144,8 @@ def _run_lava_srm(net_file, x: np.ndarray) -> list[np.ndarray]:
             bias = np.asarray(layer.bias).reshape(-1)
             if layer.type == "conv":  # per output channel, broadcast over (x, y)
                 bias = np.broadcast_to(bias, shape).copy()
-        neuron = SRMLayer(shape=shape, neuron=dict(layer.neuron), bias=bias,
-                          dynamic_lambda=lam, out_ps_decay=nxt)
+        neuron = SRMLayer(shape=shape, hardware=srm_hardware(layer.neuron), bias=bias,
+                          dynamic_lambda=lam, out_ps_decay=None if nxt is None else int(nxt))
         syn.a_out.connect(neuron.a_in)
         if lam is not None:
             mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]))

@@ -23,7 +23,9 @@ DEFAULTS: dict[str, Any] = {
         "cache": None,            # N-MNIST: .npz keeping the decoded events of a split
     },
     "model": {"arch": "34x34x2-n8c3-{n16c3}*5-n16c3-{n32c3}*5-10", "neuron": "srm",
-              "norm": "psp_ln", "lam": 0.1, "init": "theta", "init_gain": 1.0},
+              "norm": "psp_ln", "lam": 0.1, "init": "theta", "init_gain": 1.0,
+              "arithmetic": "float",  # float | loihi (exactly the exported file's maths)
+              "k_max": 1024.0},       # largest Loihi weight scale (power of two)
     "train": {
         "epochs": 100,
         "batch_size": 10,
@@ -34,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
         "threads": None,          # torch/numba threads (default: all cores)
         "loss": {"true_rate": 0.2, "false_rate": 0.03},
         "time_limit_min": None,   # stop after the epoch that passes this budget
+        "init_from": None,        # fine-tune: start from this checkpoint's parameters
     },
 }
 

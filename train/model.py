@@ -17,16 +17,51 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from psplava import loihi
 from psplava.errors import ConfigError
 from psplava.train.arch import LayerSpec, conv_output_size, parse_arch
 from psplava.train.neuron import CubaNeuron, CubaParams, SRMNeuron, SRMParams
+from psplava.train import loihi_ops
+from psplava.train.loihi_ops import ste
 from psplava.train.norm import MembraneNorm, NormKind, PSPNorm
+
+
+class FoldError(ConfigError):
+    """The network cannot be folded for deployment (with the reason)."""
+
+
+class Arithmetic(str, Enum):
+    """What the forward pass computes: float training maths, or exactly what the exported
+    ``.net`` file computes in Lava (folded norms, quantized weights, integer dynamics)."""
+
+    FLOAT = "float"
+    LOIHI = "loihi"
+
+
+@dataclass(frozen=True)
+class LayerHardware:
+    """One layer as the chip runs it (what the exporter writes, what loihi arithmetic runs).
+
+    ``weight`` and ``bias`` are float64 tensors holding integers; in training they carry
+    straight-through gradients to the float parameters.
+    """
+
+    kind: str                      # "conv" | "dense"
+    weight: torch.Tensor           # conv (out, in, kh, kw); dense (out, in), (H, W, C) inputs
+    bias: torch.Tensor | None      # per output channel / feature (integer units)
+    scale: float                   # k: integer units per float unit of the membrane input
+    neuron: "loihi.SRMHardware | loihi.CubaHardware"
+    dynamic_lambda: float | None   # causal PSP-LN's dynamic threshold (Eq. 18)
+    weight_float: torch.Tensor     # folded float weight (alpha gain included) before rounding
+    stride: int = 1
+    padding: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,6 +78,8 @@ class ModelSpec:
     weight_scale: float = 10.0     # "paper" init: PyTorch default init x weight_scale
     srm: dict[str, Any] | None = None
     cuba: dict[str, Any] | None = None
+    arithmetic: str = "float"      # "float" or "loihi" (the exported file's integer maths)
+    k_max: float = loihi.K_MAX     # largest weight scale of the Loihi quantization
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
@@ -50,7 +87,9 @@ class ModelSpec:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown model keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        spec = cls(**d)
+        Arithmetic(spec.arithmetic)
+        return spec
 
 
 def _to_nchw(x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +109,8 @@ class SpikingLayer(nn.Module):
     def __init__(self, spec: LayerSpec, in_shape: tuple[int, ...], model: ModelSpec) -> None:
         super().__init__()
         self.spec = spec
+        self.arithmetic = Arithmetic(model.arithmetic)
+        self.k_max = float(model.k_max)
         norm = NormKind(model.norm)
         self.neuron_kind = model.neuron
         in_channels = in_shape[-1]
@@ -152,23 +193,143 @@ class SpikingLayer(nn.Module):
             if hasattr(norm, "lam"):
                 handle.create_dataset(f"{name}/lambda", data=norm.lam)
 
+    # ------------------------------------------------------------------ deployment form
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+        """The layer with its normalization folded (eval semantics), float64, differentiable
+        in the weights: ``(weight, bias, dynamic_lambda)``.
+
+        - PSP-BN: ``a_hat = a s_c``, ``s_c = (m2_c + lambda)^-1/2`` (running statistics), so
+          ``W a_hat = W' a`` with ``W'[o, c, ...] = W[o, c, ...] s_c``.  Exact.
+        - causal PSP-LN: ``W a / g + r >= theta`` <=> ``W a >= g (theta - r)``,
+          ``g = sqrt(m2(t) + lambda)``: the paper's Eq. 18 dynamic threshold; W unchanged.
+        - whole-window PSP-LN needs the future's statistics and BNTT per-step statistics:
+          refused (:class:`FoldError`).
+        - BN / tdBN: ``k (gamma (z - mu) / sqrt(var + eps) + beta)`` folds into
+          ``W' = W k gamma / sqrt(var + eps)`` per output channel and a bias
+          ``b = k (beta - gamma mu / sqrt(var + eps))``.
+        """
+        w = self.weight.double()
+        bias = None
+        dyn = None
+        conv = self.spec.kind == "conv"
+        if self.pre is not None:
+            if self.pre.kind is NormKind.PSP_BN:
+                s = torch.rsqrt(self.pre.running_m2.double() + self.pre.lam)
+                w = w * (s.view(1, -1, 1, 1) if conv else s.view(1, -1))
+            elif self.pre.kind is NormKind.CAUSAL_PSP_LN:
+                dyn = float(self.pre.lam)
+            else:
+                raise FoldError("whole-window PSP-LN uses statistics of the whole recording, "
+                                "which a chip cannot know in advance; train or fine-tune with "
+                                "'causal_psp_ln' (psplava train --init-from CKPT --set "
+                                "model.norm=causal_psp_ln)")
+        if self.post is not None:
+            m = self.post
+            if m.kind is NormKind.BNTT:
+                raise FoldError("BNTT normalizes each time step with its own statistics and "
+                                "cannot be folded into static weights; use psp_bn, "
+                                "causal_psp_ln, bn or tdbn")
+            inv = torch.rsqrt(m.running_var[0].double() + m.eps)
+            g = m.weight[0].double() * inv * m.out_scale
+            w = w * (g.view(-1, 1, 1, 1) if conv else g.view(-1, 1))
+            bias = m.out_scale * (m.bias[0].double() - m.weight[0].double()
+                                  * m.running_mean[0].double() * inv)
+        return w, bias, dyn
+
+    def hardware(self, k_max: float | None = None) -> LayerHardware:
+        """Fold, scale and quantize as the exporter writes the layer (straight-through
+        gradients to the float parameters)."""
+        k_max = self.k_max if k_max is None else float(k_max)
+        w, bias, dyn = self.folded()
+        if self.neuron_kind == "srm":
+            p = self.neuron.params
+            w = w * p.psp_gain  # the alpha PSP's gain e / tau_s folds into the weights
+            theta, theta_k_max = p.theta, loihi.SRM_THETA_K_MAX
+        else:
+            p = self.neuron.params
+            theta, theta_k_max = p.threshold, loihi.VTH_MANT_MAX
+        with torch.no_grad():
+            bias_max = float(bias.abs().max()) if bias is not None else 0.0
+            scale = loihi.choose_scale(max(float(w.abs().max()), bias_max), theta, k_max,
+                                       theta_k_max)
+        wq = ste(loihi.quantize_weight(w.detach() * scale), w * scale)
+        bq = None if bias is None else ste(torch.round(bias.detach() * scale), bias * scale)
+        return LayerHardware(kind=self.spec.kind, weight=wq, bias=bq, scale=scale,
+                             neuron=self.neuron.hardware(scale), dynamic_lambda=dyn,
+                             weight_float=w.detach(), stride=self.spec.stride,
+                             padding=self.spec.kernel // 2 if self.spec.kind == "conv" else 0)
+
+    def forward_loihi(self, s: torch.Tensor) -> torch.Tensor:
+        """Exactly the exported layer's integer dynamics (see :mod:`psplava.loihi`)."""
+        hw = self.hardware()
+        if self.neuron_kind == "srm":
+            tau_s = self.neuron.params.tau_s
+            y = loihi_ops.integer_psp(s, tau_s)
+        else:
+            y = s.double()
+        if self.spec.kind == "dense" and y.dim() > 3:
+            y = y.flatten(2)
+        if self.training and self.pre is not None and self.pre.kind is NormKind.PSP_BN:
+            # PSP-BN keeps tracking its running statistics (used from the next step on)
+            a = y.detach() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
+                if self.neuron_kind == "srm" else y.detach()
+            self.pre.track(a)
+        if self.spec.kind == "conv":
+            T, N = y.shape[:2]
+            z = loihi_ops.integer_synapse(_to_nchw(y), hw.weight, "conv", hw.stride, hw.padding)
+            z = _from_nchw(z, T, N)
+        else:
+            T, N = y.shape[:2]
+            z = loihi_ops.integer_synapse(y.reshape(T * N, -1), hw.weight, "dense")
+            z = z.reshape(T, N, -1)
+        tau_rho, scale_rho = self.neuron.surrogate()
+        if self.neuron_kind == "srm":
+            if hw.bias is not None:
+                z = z + hw.bias * loihi.PSP_UNIT
+            gain = None
+            if hw.dynamic_lambda is not None:
+                gain = self._dynamic_gain(y, tau_s, hw.dynamic_lambda)
+            out = loihi_ops.srm_spikes(z, gain, hw.neuron, hw.scale * loihi.PSP_UNIT,
+                                       tau_rho, scale_rho)
+        else:
+            bias = None if hw.bias is None else hw.bias.detach().to(torch.int64)
+            out = loihi_ops.cuba_spikes(loihi.delay_one(z), bias, hw.neuron,
+                                        hw.scale * 2 ** loihi.CUBA_SHIFT, tau_rho, scale_rho)
+        return out.to(s.dtype)  # spikes are 0/1: exact in the input's dtype
+
+    @staticmethod
+    def _dynamic_gain(y: torch.Tensor, tau_s: float, lam: float) -> torch.Tensor:
+        """``sqrt(m2(t) + lambda)`` (T, N): the exact value of the file's moment process,
+        with the gradient of the same float formula."""
+        exact = loihi.threshold_gain(loihi.causal_m2(y.detach().to(torch.int64), tau_s), lam)
+        T = y.shape[0]
+        c = math.e / (tau_s * loihi.PSP_UNIT)
+        steps = torch.arange(1, T + 1, dtype=torch.float64, device=y.device)[:, None]
+        m2 = (c * c) * y.square().flatten(2).mean(dim=2).cumsum(dim=0) / steps
+        return ste(exact, torch.sqrt(m2 + lam))
+
+    def _synapse(self, a: torch.Tensor, w: torch.Tensor, stride: int, padding: int
+                 ) -> torch.Tensor:
+        if self.spec.kind == "conv":
+            T, N = a.shape[:2]
+            z = F.conv2d(_to_nchw(a), w, stride=stride, padding=padding)
+            return _from_nchw(z, T, N)
+        return a @ w.t()
+
     def synaptic_input(self, s: torch.Tensor) -> torch.Tensor:
         """``a`` of the incoming spikes (alpha PSP for SRM, the spikes for CUBA)."""
         return self.neuron.psp(s) if self.neuron_kind == "srm" else s
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if self.arithmetic is Arithmetic.LOIHI:
+            return self.forward_loihi(s)
         a = self.synaptic_input(s)
         if self.spec.kind == "dense" and a.dim() > 3:
             a = a.flatten(2)
         if self.pre is not None:
             a = self.pre(a)
-        if self.spec.kind == "conv":
-            T, N = a.shape[:2]
-            z = F.conv2d(_to_nchw(a), self.weight, stride=self.spec.stride,
-                         padding=self.spec.kernel // 2)
-            z = _from_nchw(z, T, N)
-        else:
-            z = a @ self.weight.t()
+        z = self._synapse(a, self.weight, self.spec.stride,
+                          self.spec.kernel // 2 if self.spec.kind == "conv" else 0)
         if self.post is not None:
             z = self.post(z)
         return self.neuron(z)
@@ -203,8 +364,30 @@ class SNN(nn.Module):
                              f"(T, N, {', '.join(map(str, self.input_shape))})")
         rates = []
         s = x
+        if Arithmetic(self.spec.arithmetic) is Arithmetic.LOIHI:
+            lag = self.latency
+            if lag:
+                s = torch.cat([x, x.new_zeros((lag, *x.shape[1:]))], dim=0)
         for layer in self.layers:
             s = layer(s)
             rates.append(float(s.detach().mean()))
         self.last_rates = rates
         return s
+
+    @property
+    def latency(self) -> int:
+        """Steps the output lags the input in loihi arithmetic (and in the exported file);
+        the loihi forward appends that many empty steps so that no output is cut off."""
+        return loihi.latency(loihi.NeuronType.SRM if self.spec.neuron == "srm"
+                             else loihi.NeuronType.CUBA, len(self.layers))
+
+    def layer_spikes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's spikes (each (T', N, ...)) for input x, in the model's arithmetic."""
+        outs: list[torch.Tensor] = []
+        s = x
+        if Arithmetic(self.spec.arithmetic) is Arithmetic.LOIHI and self.latency:
+            s = torch.cat([x, x.new_zeros((self.latency, *x.shape[1:]))], dim=0)
+        for layer in self.layers:
+            s = layer(s)
+            outs.append(s)
+        return outs

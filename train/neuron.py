@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from psplava import loihi
 from psplava.lavadl import slayer
 from psplava.train import kernels
 
@@ -22,9 +23,8 @@ slayer_base = slayer.neuron.base
 slayer_cuba = slayer.neuron.cuba
 
 
-class RefractoryKind(str, Enum):
-    EXP = "exp"      # the paper's nu(t) = -2 theta exp(-t / tau_r)
-    ALPHA = "alpha"  # slayerPytorch's nu(t) = -2 theta (t / tau_r) exp(1 - t / tau_r)
+#: refractory kernel shapes (defined with the integer arithmetic in :mod:`psplava.loihi`)
+RefractoryKind = loihi.Refractory
 
 
 class SurrogateForm(str, Enum):
@@ -87,6 +87,22 @@ class SRMParams:
         d = asdict(self)
         d["refractory"], d["surrogate"] = self.refractory.value, self.surrogate.value
         return d
+
+    @property
+    def psp_decay_int(self) -> int:
+        """12-bit decay of the integer alpha PSP (``psDecay``)."""
+        return loihi.quantize_decay(self.psp_decay)
+
+    @property
+    def ref_decay_int(self) -> int:
+        """12-bit decay of the integer refractory state (``refDecay``)."""
+        return loihi.quantize_decay(self.ref_decay)
+
+    def hardware(self, scale: float) -> loihi.SRMHardware:
+        """Integer neuron parameters for weight scale ``scale`` (lava-dl's device_params)."""
+        return loihi.SRMHardware(v_th_mant=loihi.quantize_threshold(self.theta, scale),
+                                 ref_decay=self.ref_decay_int, refractory=self.refractory,
+                                 tau_r=self.tau_r)
 
 
 def _flat(x: torch.Tensor) -> np.ndarray:
@@ -156,6 +172,13 @@ class SRMNeuron(slayer_base.Neuron):
     def psp(self, s: torch.Tensor) -> torch.Tensor:
         return psp(s, self.params.tau_s)
 
+    def surrogate(self) -> tuple[float, float]:
+        """(tau_rho, scale_rho) of the surrogate, in float units of the potential."""
+        return self.params.surrogate.tau_scale(self.params.alpha, self.params.beta)
+
+    def hardware(self, scale: float) -> loihi.SRMHardware:
+        return self.params.hardware(scale)
+
     @property
     def device_params(self) -> dict[str, Any]:
         return {"type": "SRM", **self.params.to_dict()}
@@ -202,3 +225,15 @@ class CubaNeuron(torch.nn.Module):
     @property
     def device_params(self) -> dict[str, Any]:
         return self.neuron.device_params
+
+    def surrogate(self) -> tuple[float, float]:
+        """(tau_rho, scale_rho) of lava-dl's surrogate for this neuron."""
+        return float(self.neuron.tau_rho), float(self.neuron.scale_rho)
+
+    def hardware(self, scale: float) -> loihi.CubaHardware:
+        """Integer parameters for weight scale ``scale``: lava-dl's own 12-bit decays, the
+        threshold scaled like the weights (lava-dl's device_params assume scale 64)."""
+        p = self.neuron.device_params
+        return loihi.CubaHardware(i_decay=int(p["iDecay"]), v_decay=int(p["vDecay"]),
+                                  v_th_mant=loihi.quantize_threshold(self.params.threshold,
+                                                                     scale))

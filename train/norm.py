@@ -99,11 +99,15 @@ class PSPNorm(nn.Module):
             return causal_raw_moment_norm(a, self.lam)
         dims = tuple(range(a.dim() - 1))  # all but channels
         if self.training:
-            with torch.no_grad():
-                m2 = a.square().mean(dim=dims)
-                self.running_m2.mul_(1 - self.momentum).add_(self.momentum * m2)
+            self.track(a)
             return raw_moment_norm(a, dims, self.lam)
         return a * torch.rsqrt(self.running_m2 + self.lam)
+
+    def track(self, a: torch.Tensor) -> None:
+        """PSP-BN: update the running second moment per channel with the batch's."""
+        with torch.no_grad():
+            m2 = a.square().mean(dim=tuple(range(a.dim() - 1)))
+            self.running_m2.mul_(1 - self.momentum).add_(self.momentum * m2.to(self.running_m2))
 
     def scale(self) -> torch.Tensor:
         """PSP-BN's inference scale per channel, ``1 / sqrt(running_m2 + lambda)``."""

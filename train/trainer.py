@@ -21,7 +21,7 @@ import torch
 import yaml
 from psplava.lavadl import slayer
 
-from psplava.data import make_dataset, train_val_split
+from psplava.data import dataset_from_config, make_dataset, train_val_split
 from psplava.errors import ConfigError, PsplavaError, atomic_path
 from psplava.train.model import SNN
 
@@ -120,6 +120,23 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> SNN:
     return model
 
 
+def init_from_checkpoint(model: SNN, path: str | Path) -> None:
+    """Load another checkpoint's parameters into ``model`` (a fine-tune's start): any
+    change of arithmetic, parameter-free normalization or neuron constants that keeps
+    every parameter's name and shape."""
+    ckpt = load_checkpoint(path)
+    own = model.state_dict()
+    theirs = ckpt["model"]
+    missing = sorted(set(own) - set(theirs))
+    extra = sorted(set(theirs) - set(own))
+    shapes = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
+    if missing or extra or shapes:
+        raise ConfigError(f"{path}: cannot initialise from this checkpoint: parameters "
+                          f"missing {missing[:4]}, unexpected {extra[:4]}, of another shape "
+                          f"{shapes[:4]} (the architecture or the kind of norm differs)")
+    model.load_state_dict(theirs)
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -211,6 +228,10 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
         best = dict(ckpt.get("best") or best)
     else:
         metrics_path.unlink(missing_ok=True)
+        if t.get("init_from"):
+            init_from_checkpoint(model, t["init_from"])
+            log(f"initialised from {t['init_from']} (arithmetic "
+                f"{model.spec.arithmetic}, norm {model.spec.norm})")
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
     per_epoch = t.get("samples_per_epoch")
@@ -253,7 +274,8 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
 
 def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None = None,
              split: str = "test", limit: int | None = None, progress: bool = False,
-             norm_override: str | None = None) -> dict[str, Any]:
+             norm_override: str | None = None, arithmetic: str | None = None
+             ) -> dict[str, Any]:
     """Accuracy, per-layer firing rates and spikes per sample of a checkpoint.
 
     ``norm_override`` evaluates the same weights with another parameter-free PSP norm
@@ -262,13 +284,13 @@ def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None
     ckpt = load_checkpoint(ckpt_path)
     if norm_override is not None:
         ckpt = {**ckpt, "model_spec": {**ckpt["model_spec"], "norm": norm_override}}
+    if arithmetic is not None:
+        ckpt = {**ckpt, "model_spec": {**ckpt["model_spec"], "arithmetic": arithmetic}}
     cfg = ckpt["config"]
     set_threads(cfg["train"].get("threads"))
     d = cfg["data"]
-    ds = make_dataset(dataset or d["dataset"], root if root is not None else d.get("root"),
-                      split, steps=int(d["steps"]), dt_ms=float(d["dt_ms"]),
-                      encoding=d.get("encoding") or {}, seed=int(cfg["train"]["seed"]))
-    idx = np.arange(len(ds) if limit is None else min(limit, len(ds)))
+    ds = dataset_from_config(cfg, split, dataset, root, limit)
+    idx = np.arange(len(ds))
     model = model_from_checkpoint(ckpt)
     sample_shape = tuple(ds[0][0].shape[1:]) if len(ds) else model.input_shape
     if sample_shape != model.input_shape:
@@ -280,4 +302,5 @@ def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None
             "firing_rates": res["firing_rates"],
             "spikes_per_sample": round(res["spikes_per_sample"], 2),
             "loss": res["loss"], "checkpoint": str(ckpt_path),
-            "dataset": dataset or d["dataset"], "split": split}
+            "dataset": dataset or d["dataset"], "split": split,
+            "arithmetic": model.spec.arithmetic}

@@ -74,6 +74,29 @@ def make_dataset(name: str, root: str | Path | None, split: str, *, steps: int |
     return ds
 
 
+def dataset_from_config(cfg: dict[str, Any], split: str, dataset: str | None = None,
+                        root: str | Path | None = None, limit: int | None = None):
+    """The dataset a run's config describes (``data`` and ``train.seed`` sections).
+
+    ``split``: ``train`` or ``test`` (the dataset's own splits), or ``val``: the recordings
+    the run held out of its training split for validation (``data.val_count``, seeded by
+    ``train.seed``), so later stages evaluate on exactly those.  ``dataset``/``root``
+    override the config's (another copy of the data); ``limit`` keeps the first N.
+    """
+    d = cfg.get("data", {})
+    seed = int(cfg.get("train", {}).get("seed", 0))
+    name = dataset or d.get("dataset")
+    root = root if root is not None else d.get("root")
+    kw = dict(steps=int(d["steps"]) if d.get("steps") else None,
+              dt_ms=float(d.get("dt_ms", 1.0)), encoding=d.get("encoding") or {}, seed=seed)
+    if split == "val":
+        full = make_dataset(name, root, "train", limit=d.get("train_limit"),
+                            cache=d.get("cache"), **kw)
+        _, va = train_val_split(len(full), int(d.get("val_count", 0)), seed)
+        return Subset(full, va if limit is None else va[:limit])
+    return make_dataset(name, root, split, limit=limit, **kw)
+
+
 class Subset:
     """A view of some samples of a dataset (keeps ``labels``, ``sensor``, ``events``)."""
 
@@ -105,5 +128,5 @@ def train_val_split(n: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-__all__ = ["Binning", "DatasetName", "Subset", "bin_events", "make_dataset",
+__all__ = ["Binning", "DatasetName", "Subset", "bin_events", "dataset_from_config", "make_dataset",
            "read_nmnist_file", "resolve_root", "train_val_split", "SHARED_DATA", "REPO_ROOT"]

@@ -1,11 +1,14 @@
 """Fixed-point ProcessModels (``fixed_pt``) of :mod:`psplava.sim.procs.process`.
 
-All arithmetic is :mod:`psplava.sim.srm_fixed`'s, shared with the reference engine.
+All arithmetic is :mod:`psplava.loihi`'s, the one implementation shared with the reference
+engine and the PyTorch model in ``loihi`` arithmetic; these models only move its state
+between Lava ports (numpy arrays, viewed as torch tensors without copies).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -13,8 +16,12 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from psplava.sim import srm_fixed
+from psplava import loihi
 from psplava.sim.procs.process import PSPInput, PSPMoment, SRMLayer
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
 
 @implements(proc=PSPInput, protocol=LoihiProtocol)
@@ -28,13 +35,13 @@ class PyPSPInputFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         shape = proc_params["shape"]
         self.dq = int(proc_params["ps_decay"])
-        self.x = np.zeros(shape, np.int64)
-        self.y = np.zeros(shape, np.int64)
+        self.x = torch.zeros(shape, dtype=torch.int64)
+        self.y = torch.zeros(shape, dtype=torch.int64)
 
     def run_spk(self) -> None:
-        s = self.a_in.recv() != 0
-        self.x, self.y = srm_fixed.psp_update(self.x, self.y, s, self.dq)
-        self.s_out.send(self.y.astype(np.int32))
+        s = _t(self.a_in.recv()) != 0
+        self.x, self.y = loihi.psp_step(self.x, self.y, s, self.dq)
+        self.s_out.send(self.y.numpy().astype(np.int32))
 
 
 @implements(proc=SRMLayer, protocol=LoihiProtocol)
@@ -48,19 +55,25 @@ class PySRMLayerFixed(PyLoihiProcessModel):
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
+        shape = proc_params["shape"]
         self.lam = proc_params["dynamic_lambda"]
-        self.state = srm_fixed.SRMState(proc_params["shape"], proc_params["neuron"],
-                                        proc_params["bias"], self.lam,
-                                        proc_params["out_ps_decay"])
+        self.state = loihi.SRMState(shape, proc_params["hardware"])
+        bias = proc_params["bias"]
+        self.bias = 0 if bias is None else _t(bias) * loihi.PSP_UNIT
+        self.dq = proc_params["out_ps_decay"]
+        self.px = torch.zeros(shape, dtype=torch.int64)  # own PSP, sent to the next layer
+        self.py = torch.zeros(shape, dtype=torch.int64)
 
     def run_spk(self) -> None:
-        z = self.a_in.recv().astype(np.int64)
+        z = _t(self.a_in.recv()) + self.bias
         gain = None
         if self.lam is not None:
-            gain = srm_fixed.gain_of(self.m2_in.recv()[0], self.lam)
+            gain = loihi.threshold_gain(torch.from_numpy(self.m2_in.recv()[:1]), self.lam)[0]
         s = self.state.step(z, gain)
-        self.s_out.send(self.state.py.astype(np.int32))
-        self.spk_out.send(s.astype(np.int32))
+        if self.dq is not None:
+            self.px, self.py = loihi.psp_step(self.px, self.py, s, self.dq)
+        self.s_out.send(self.py.numpy().astype(np.int32))
+        self.spk_out.send(s.numpy().astype(np.int32))
 
 
 @implements(proc=PSPMoment, protocol=LoihiProtocol)
@@ -74,14 +87,14 @@ class PyPSPMomentFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.n = int(np.prod(proc_params["shape"]))
         self.tau_s = float(proc_params["tau_s"])
-        self.sq_sum = np.zeros(1, np.int64)
+        self.sq_sum = torch.zeros(1, dtype=torch.int64)
         self.count = 0
         self.buf = np.zeros(1, np.float64)
 
     def run_spk(self) -> None:
         self.m2_out.send(self.buf)
-        y = self.a_in.recv().astype(np.int64)
-        self.sq_sum = self.sq_sum + np.sum(y * y)
+        y = _t(self.a_in.recv())
+        self.sq_sum = self.sq_sum + torch.sum(y * y)
         self.count += 1
         # m2 of the PSP at the next step: count + 1 steps including step 0 (a = 0)
-        self.buf = srm_fixed.m2_from_sums(self.sq_sum, self.count + 1, self.n, self.tau_s)
+        self.buf = loihi.m2_from_sums(self.sq_sum, self.count + 1, self.n, self.tau_s).numpy()

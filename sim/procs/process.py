@@ -21,18 +21,21 @@ class PSPInput(AbstractProcess):
 
 
 class SRMLayer(AbstractProcess):
-    """Fixed-point SRM neurons (see :mod:`psplava.sim.srm_fixed`).
+    """Fixed-point SRM neurons (see :mod:`psplava.loihi`).
 
     Ports: ``a_in`` membrane input from the synapse, ``m2_in`` (shape (1,), only with a
     dynamic threshold) the layer's PSP second moment, ``s_out`` the graded PSP of this
     layer's spikes (for the next synapse), ``spk_out`` the spikes (for monitoring).
     """
 
-    def __init__(self, *, shape: tuple[int, ...], neuron: dict, bias=None,
+    def __init__(self, *, shape: tuple[int, ...], hardware, bias=None,
                  dynamic_lambda: float | None = None, out_ps_decay: int | None = None,
                  **kwargs: Any) -> None:
-        super().__init__(shape=shape, neuron=neuron, bias=bias, dynamic_lambda=dynamic_lambda,
-                         out_ps_decay=out_ps_decay, **kwargs)
+        """``hardware``: :class:`psplava.loihi.SRMHardware`; ``out_ps_decay``: the 12-bit
+        decay of the PSP this layer sends (the *next* layer's ``psDecay``; None for the
+        output layer)."""
+        super().__init__(shape=shape, hardware=hardware, bias=bias,
+                         dynamic_lambda=dynamic_lambda, out_ps_decay=out_ps_decay, **kwargs)
         self.a_in = InPort(shape=shape)
         self.m2_in = InPort(shape=(1,))
         self.s_out = OutPort(shape=shape)

@@ -1,0 +1,356 @@
+"""Loihi fixed-point arithmetic: the one implementation of the integer neuron step.
+
+Everything that computes what a ``.net`` file computes in Lava goes through this module:
+
+- the PyTorch model in ``loihi`` arithmetic (:mod:`psplava.train.model`), which wraps these
+  functions in autograd functions with surrogate / straight-through gradients,
+- the batched reference engine (:mod:`psplava.sim.reference`),
+- psplava's Lava process models for SRM layers (:mod:`psplava.sim.procs.models`).
+
+It sits in the core package so that training and simulation share it without importing
+each other.  All functions take and return ``torch`` tensors: integer states are int64,
+membrane inputs are integer-valued (int64, or float64 where a convolution made them; both
+are exact below 2**53).  The file-format facts it implements are documented in
+``docs/netfile.md``; an independent oracle written from that document lives in the tests.
+
+Number formats (one place):
+
+- **weights**: 8-bit mantissa, even integers in [-256, 254] (Loihi's mixed-sign 8-bit
+  weights, as lava-dl exports them), per layer scale ``k`` = integer units per float unit
+  of the membrane input, the largest power of two <= ``k_max`` that keeps the weights and
+  the threshold in range (:func:`choose_scale`).
+- **thresholds**: ``vThMant = round(k theta)`` (17 bits).  CUBA compares ``v > vThMant << 6``
+  (Lava's ``PyLifModelBitAcc``); SRM compares ``z + r >= vThMant * PSP_UNIT``.
+- **decays**: 12-bit, ``round(4096 (1 - decay per step))``.  CUBA decays *truncate* toward
+  zero as Loihi does; SRM's PSP and refractory decays *round to nearest* (truncation biases
+  the alpha PSP downwards by ~0.5 unit per step).
+- **SRM PSP** in units of ``PSP_UNIT = 2**8``: the exact two-state recurrence of the alpha
+  kernel (paper Eq. 3, 5)::
+
+      x <- dec(x + U s),   y <- dec(y + x + U s)      (old x on the right)
+
+  so ``y(t) ~ U sum_{k>=1} k q^k s(t-k)``; the alpha gain ``e / tau_s`` is folded into the
+  weights of the layer that receives it (``w_int = round(k w e / tau_s)``).
+- **synapses**: Lava's conv *wraps* its output to 24 bits (two's complement); dense does not.
+  For SRM layers ``theta k <= SRM_THETA_K_MAX`` keeps ``theta_int = theta k U <= 2**19``,
+  16 thresholds below the wrap-around.
+- **refractory** (paper Eq. 4): ``r <- dec_r(r + g_ref s)`` with ``g_ref = -2 theta_int``
+  (EXP) or, for the alpha-shaped kernel, the two-state form with
+  ``round(-2 theta_int e / tau_r)``.
+- **spike**: ``z + r >= theta_int``; with causal PSP-LN's dynamic threshold (paper Eq. 18)
+  ``z >= sqrt(m2 + lambda) (theta_int - r)`` in float64, where ``m2(t)`` is computed by
+  :func:`causal_m2` from exact integer sums of the layer's input PSPs.
+
+Timing: an SRM neuron sends at step t the PSP it will have at t+1 (the alpha kernel is 0 at
+lag 0), so Lava's one-step synapse buffer delivers exactly the model's ``z(t+1)``: SRM
+networks have no latency.  A CUBA layer sends spikes, so each layer adds one step
+(:func:`latency`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+# --------------------------------------------------------------------------- constants
+WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 2
+VTH_MANT_MAX = (1 << 17) - 1
+DECAY_UNITY = 4096
+DECAY_SHIFT = 12
+STATE_BITS = 24
+STATE_MAX = 1 << (STATE_BITS - 1)
+CUBA_SHIFT = 6                      # Loihi MSB-aligns synaptic input and threshold by 6 bits
+PSP_UNIT = 1 << 8                   # SRM: integer PSP units per spike
+#: largest ``theta * k`` for SRM layers: ``theta_int = theta k U`` stays <= 2**19
+SRM_THETA_K_MAX = (1 << 19) / PSP_UNIT
+#: default largest weight scale (lava-dl uses 64); power of two
+K_MAX = 1024.0
+
+
+class NeuronType(str, Enum):
+    """Neuron types of the ``.net`` format (the ``neuron/type`` field)."""
+
+    SRM = "SRM"
+    CUBA = "CUBA"
+    LOIHI = "LOIHI"   # lava-dl's alias of CUBA
+    SDNN = "SDNN"
+
+
+class Refractory(str, Enum):
+    EXP = "exp"      # the paper's nu(t) = -2 theta exp(-t / tau_r)
+    ALPHA = "alpha"  # slayerPytorch's nu(t) = -2 theta (t / tau_r) exp(1 - t / tau_r)
+
+
+# --------------------------------------------------------------------------- quantization
+def choose_scale(w_abs_max: float, theta: float, k_max: float = K_MAX,
+                 theta_k_max: float = VTH_MANT_MAX) -> float:
+    """The largest power-of-two scale <= k_max keeping weights and threshold in range."""
+    k = float(k_max)
+    while k > 2.0 ** -12 and (w_abs_max * k > WEIGHT_MAX or theta * k > theta_k_max):
+        k /= 2.0
+    return k
+
+
+def quantize_weight(w_scaled: torch.Tensor) -> torch.Tensor:
+    """Nearest even integer in [-256, 254] of ``w * k`` (float64 in, float64 out)."""
+    return torch.clamp(torch.round(w_scaled / WEIGHT_STEP) * WEIGHT_STEP, WEIGHT_MIN, WEIGHT_MAX)
+
+
+def quantize_threshold(theta: float, scale: float) -> int:
+    """Threshold mantissa ``round(theta * scale)`` (17 bits)."""
+    v = int(round(theta * scale))
+    if not 0 < v <= VTH_MANT_MAX:
+        raise ValueError(f"threshold {theta} x scale {scale} = {v} outside 1..{VTH_MANT_MAX}")
+    return v
+
+
+def quantize_decay(decay_per_step: float) -> int:
+    """12-bit decay constant of ``x <- x * decay_per_step``: ``round(4096 (1 - decay))``."""
+    return int(round(DECAY_UNITY * (1.0 - decay_per_step)))
+
+
+def decay_of_tau(tau: float) -> int:
+    """12-bit decay constant of ``exp(-1 / tau)``."""
+    return quantize_decay(math.exp(-1.0 / tau))
+
+
+# --------------------------------------------------------------------------- integer ops
+def dec_round(v: torch.Tensor, d: int) -> torch.Tensor:
+    """12-bit decay rounded to nearest (halves away from zero): SRM's PSP and refractory."""
+    p = v * (DECAY_UNITY - int(d))
+    return torch.sign(p) * ((p.abs() + (DECAY_UNITY >> 1)) >> DECAY_SHIFT)
+
+
+def dec_trunc(v: torch.Tensor, d: int) -> torch.Tensor:
+    """12-bit decay truncated toward zero: Loihi's CUBA current and voltage."""
+    p = v * (DECAY_UNITY - int(d))
+    return torch.sign(p) * (p.abs() >> DECAY_SHIFT)
+
+
+def wrap24(z: torch.Tensor) -> torch.Tensor:
+    """Lava's ``signed_clamp(x, 24)``: two's-complement wrap-around to 24 bits."""
+    base = 1 << STATE_BITS
+    return torch.remainder(z + base // 2, base) - base // 2
+
+
+_F32_EXACT = float(1 << 24)   # integers below this add exactly in float32
+
+
+def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """``fn(x, w)`` (a conv or a matmul of integers) computed exactly, as int64.
+
+    float32 kernels are exact while every partial sum stays below 2**24: used directly when
+    ``fan_in max|x| max|w| < 2**24`` (spikes), on the two 8-bit halves of ``x`` when only
+    that fits (PSPs below 2**16), else in float64 (exact below 2**53).
+    """
+    xmax = float(x.abs().max()) if x.numel() else 0.0
+    wmax = float(w.abs().max()) if w.numel() else 0.0
+    w32 = w.to(torch.float32)
+    if fan_in * xmax * wmax < _F32_EXACT:
+        return torch.round(fn(x.to(torch.float32), w32)).to(torch.int64)
+    if xmax < 65536 and fan_in * 255 * wmax < _F32_EXACT and bool((x >= 0).all()):
+        xi = x.to(torch.int64)
+        both = torch.cat([(xi >> 8).to(torch.float32), (xi & 255).to(torch.float32)])
+        z = torch.round(fn(both, w32)).to(torch.int64)
+        n = x.shape[0]
+        return (z[:n] << 8) + z[n:]
+    return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(torch.int64)
+
+
+def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int = 1, padding: int = 0
+            ) -> torch.Tensor:
+    """Integer synaptic input (int64) of integer messages ``x`` through integer weights ``w``.
+
+    conv: ``x`` (B, C, H, W) (any memory format), ``w`` (out, in, kh, kw): Lava's conv, which
+    wraps its output to 24 bits.  dense: ``x`` (B, F), ``w`` (out, F): Lava's dense (no wrap).
+    """
+    import torch.nn.functional as F
+
+    if kind == "conv":
+        fan_in = int(w[0].numel())
+        z = _exact_matmul(lambda a, b: F.conv2d(a, b, stride=stride, padding=padding),
+                          x, w, fan_in)
+        if z.numel() and int(z.abs().max()) >= STATE_MAX:
+            z = wrap24(z)
+        return z
+    return _exact_matmul(lambda a, b: a @ b.t(), x, w, int(w.shape[1]))
+
+
+def latency(neuron: NeuronType | str, n_layers: int) -> int:
+    """Steps by which the output layer lags the input: SRM 0, CUBA one per layer."""
+    return 0 if NeuronType(neuron) is NeuronType.SRM else int(n_layers)
+
+
+# --------------------------------------------------------------------------- SRM
+def psp_step(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, dq: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """New integer alpha-PSP state (x, y) after a step with spikes ``s`` (0/1)."""
+    inc = s.to(torch.int64) * PSP_UNIT
+    return dec_round(x + inc, dq), dec_round(y + x + inc, dq)
+
+
+def psp(s: torch.Tensor, dq: int) -> torch.Tensor:
+    """Integer PSP ``y(t)`` (int64, shape of ``s``) of spikes ``s`` (T, ...): ``y(t)``
+    depends on spikes before t (``y(0) = 0``), as the receiving synapse sees it."""
+    x = torch.zeros(s.shape[1:], dtype=torch.int64, device=s.device)
+    y = torch.zeros_like(x)
+    out = torch.empty(s.shape, dtype=torch.int64, device=s.device)
+    for t in range(s.shape[0]):
+        out[t] = y
+        x, y = psp_step(x, y, s[t], dq)
+    return out
+
+
+@dataclass(frozen=True)
+class SRMHardware:
+    """Integer parameters of one SRM layer (what the ``.net`` file's neuron group holds)."""
+
+    v_th_mant: int        # threshold mantissa; theta_int = v_th_mant * PSP_UNIT
+    ref_decay: int        # 12-bit refractory decay
+    refractory: Refractory
+    tau_r: float          # for the ALPHA refractory gain
+
+    @property
+    def theta_int(self) -> int:
+        return int(self.v_th_mant) * PSP_UNIT
+
+    @property
+    def ref_gain(self) -> int:
+        """Refractory increment per spike (integer, negative)."""
+        if Refractory(self.refractory) is Refractory.ALPHA:
+            return int(round(-2 * self.theta_int * math.e / self.tau_r))
+        return -2 * self.theta_int
+
+
+class SRMState:
+    """Refractory state and spike rule of a group of fixed-point SRM neurons.
+
+    ``step(z, gain)`` takes the integer membrane input of one step (bias included) and,
+    for a dynamic threshold, ``gain = sqrt(m2 + lambda)`` broadcastable to ``z``; it returns
+    the spikes (bool).  ``r`` holds the refractory state used by the last step.
+    """
+
+    def __init__(self, shape: tuple[int, ...], hw: SRMHardware,
+                 device: torch.device | str = "cpu") -> None:
+        self.hw = hw
+        self.theta = hw.theta_int
+        self.g_ref = hw.ref_gain
+        self.alpha = Refractory(hw.refractory) is Refractory.ALPHA
+        self.rx = torch.zeros(shape, dtype=torch.int64, device=device)
+        self.ry = torch.zeros(shape, dtype=torch.int64, device=device)
+        self.r = self.ry
+
+    def step(self, z: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
+        self.r = r = self.ry
+        if gain is None:
+            s = z.to(torch.int64) + r >= self.theta
+        else:
+            s = z.to(torch.float64) >= gain * (self.theta - r).to(torch.float64)
+        inc = s.to(torch.int64) * self.g_ref
+        d = self.hw.ref_decay
+        if self.alpha:
+            self.rx, self.ry = dec_round(self.rx + inc, d), dec_round(self.ry + self.rx + inc, d)
+        else:
+            self.ry = dec_round(self.ry + inc, d)
+        return s
+
+
+def srm_run(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes (bool) and the refractory state each step used (int64), shape of ``z``
+    (T, N, ...), of SRM neurons driven by integer membrane input ``z`` (bias included);
+    ``gain`` (T, N): the dynamic threshold's ``sqrt(m2 + lambda)``."""
+    state = SRMState(z.shape[1:], hw, z.device)
+    s = torch.empty(z.shape, dtype=torch.bool, device=z.device)
+    r = torch.empty(z.shape, dtype=torch.int64, device=z.device)
+    for t in range(z.shape[0]):
+        g = None if gain is None else gain[t].view(-1, *[1] * (z.dim() - 2))
+        s[t] = state.step(z[t], g)
+        r[t] = state.r
+    return s, r
+
+
+def causal_m2(y: torch.Tensor, tau_s: float) -> torch.Tensor:
+    """``m2(t)`` of causal PSP-LN, float units, shape (T, N), from integer PSPs ``y``
+    (T, N, ...): the mean over steps <= t of ``mean_features a^2``, ``a = (e/tau_s) y / U``.
+
+    Exact integer sums, one float64 formula (the Lava moment process computes the same).
+    """
+    T, N = y.shape[:2]
+    n = y[0, 0].numel()
+    sq = (y.to(torch.int64) ** 2).reshape(T, N, -1).sum(dim=2)
+    sums = torch.cumsum(sq, dim=0)
+    steps = torch.arange(1, T + 1, dtype=torch.int64, device=y.device)[:, None]
+    return m2_from_sums(sums, steps, n, tau_s)
+
+
+def m2_from_sums(sums: torch.Tensor, steps: torch.Tensor | int, n: int, tau_s: float
+                 ) -> torch.Tensor:
+    """``m2`` in float units from ``sum_{tau<=t} sum_i y_i(tau)^2`` over ``steps`` steps."""
+    c = math.e / (tau_s * PSP_UNIT)
+    return (c * c) * (sums.to(torch.float64) / (steps * n).to(torch.float64)
+                      if isinstance(steps, torch.Tensor) else
+                      sums.to(torch.float64) / float(steps * n))
+
+
+def threshold_gain(m2: torch.Tensor, lam: float) -> torch.Tensor:
+    """Eq. 18's dynamic-threshold factor ``sqrt(m2 + lambda)``."""
+    return torch.sqrt(m2 + lam)
+
+
+# --------------------------------------------------------------------------- CUBA
+@dataclass(frozen=True)
+class CubaHardware:
+    """Integer parameters of one CUBA layer (stock netx)."""
+
+    i_decay: int
+    v_decay: int
+    v_th_mant: int
+
+
+class CubaState:
+    """Lava's ``PyLifModelBitAcc`` (netx CUBA): ``u = dec(u) + (a_in << 6)`` wrapped to 24
+    bits, ``v = dec(v) + u + (bias << 6)`` clipped to 24 bits, spike when
+    ``v > vThMant << 6``, then ``v = 0``.  ``v`` before the reset is kept in ``v_pre``."""
+
+    def __init__(self, shape: tuple[int, ...], hw: CubaHardware,
+                 bias: torch.Tensor | None = None, device: torch.device | str = "cpu") -> None:
+        self.hw = hw
+        self.vth = int(hw.v_th_mant) << CUBA_SHIFT
+        self.bias = 0 if bias is None else bias.to(torch.int64) << CUBA_SHIFT
+        self.u = torch.zeros(shape, dtype=torch.int64, device=device)
+        self.v = torch.zeros(shape, dtype=torch.int64, device=device)
+        self.v_pre = self.v
+
+    def step(self, a_in: torch.Tensor) -> torch.Tensor:
+        cur = dec_trunc(self.u, self.hw.i_decay) + (a_in.to(torch.int64) << CUBA_SHIFT)
+        wrapped = torch.where(cur > STATE_MAX, cur - 2 * STATE_MAX, cur)
+        wrapped = torch.where(wrapped <= -STATE_MAX, cur + 2 * STATE_MAX, wrapped)  # as Lava
+        self.u = wrapped
+        v = dec_trunc(self.v, self.hw.v_decay) + self.u + self.bias
+        v = torch.clamp(v, -STATE_MAX + 1, STATE_MAX - 1)
+        self.v_pre = v
+        s = v > self.vth
+        self.v = torch.where(s, torch.zeros_like(v), v)
+        return s
+
+
+def cuba_run(a_in: torch.Tensor, hw: CubaHardware, bias: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes (bool) and the pre-reset voltage (int64) of CUBA neurons for the synaptic
+    input ``a_in`` (T, N, ...) as it arrives at the neurons (already delayed)."""
+    state = CubaState(a_in.shape[1:], hw, bias, a_in.device)
+    s = torch.empty(a_in.shape, dtype=torch.bool, device=a_in.device)
+    v = torch.empty(a_in.shape, dtype=torch.int64, device=a_in.device)
+    for t in range(a_in.shape[0]):
+        s[t] = state.step(a_in[t])
+        v[t] = state.v_pre
+    return s, v
+
+
+def delay_one(z: torch.Tensor) -> torch.Tensor:
+    """Lava's one-step synapse buffer on a (T, ...) tensor: ``out[t] = z[t-1]``, ``out[0] = 0``."""
+    return torch.cat([torch.zeros_like(z[:1]), z[:-1]], dim=0)

@@ -1,0 +1,194 @@
+"""The glue above the stages: what needs training, export and simulation together.
+
+Stages import one way (``train`` <- ``export``; ``sim`` knows neither, the ``.net`` file is
+its only contract).  Whatever needs a checkpoint *and* a simulator lives here:
+
+- :class:`CheckpointReference`: a checkpoint's PyTorch forward in ``loihi`` arithmetic (the
+  very computation its exported file must reproduce, 0 mismatches expected) and in float
+  arithmetic (the differences are the quantization's effect, reported);
+- :func:`simulate_dataset`: accuracy of a ``.net`` file on a dataset in either engine, with
+  per-layer spike mismatches against a checkpoint;
+- :func:`run_demo`: train -> export -> reference engine -> Lava on the embedded digits.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from psplava import loihi
+from psplava.errors import PsplavaError
+
+
+class CheckpointReference:
+    """A checkpoint's model in loihi arithmetic (what its file computes) and in float."""
+
+    def __init__(self, ckpt_path: str) -> None:
+        from psplava.train.trainer import load_checkpoint, model_from_checkpoint
+
+        ckpt = load_checkpoint(ckpt_path)
+        spec = dict(ckpt["model_spec"])
+        self.model = model_from_checkpoint({**ckpt, "model_spec": {**spec,
+                                                                    "arithmetic": "loihi"}})
+        self.float_model = model_from_checkpoint({**ckpt, "model_spec": {**spec,
+                                                                          "arithmetic": "float"}})
+        self.neuron = self.model.spec.neuron
+
+    def loihi_exact(self, x: np.ndarray) -> list[np.ndarray]:
+        """Per-layer spikes (T, N, ...) of the loihi-arithmetic forward for input x
+        (T, N, H, W, C), already padded with the network's latency."""
+        lag = self.model.latency
+        xt = torch.from_numpy(x[:x.shape[0] - lag] if lag else x).float()
+        with torch.no_grad():
+            return [s.numpy().astype(bool) for s in self.model.layer_spikes(xt)]
+
+    def float_spikes(self, x: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [s.numpy().astype(bool)
+                    for s in self.float_model.layer_spikes(torch.from_numpy(x).float())]
+
+    def delay(self, i: int) -> int:
+        """Steps by which layer i of a file lags the float model."""
+        return 0 if self.neuron == "srm" else i + 1
+
+
+def count_mismatches(engine: list[np.ndarray], ref: list[np.ndarray], delays: list[int],
+                     steps: int) -> list[int]:
+    """Per-layer mismatches over ``steps`` steps; engine layer i is shifted by delays[i]."""
+    out = []
+    for e, r, d in zip(engine, ref, delays):
+        n = min(steps, e.shape[0] - d, r.shape[0])
+        out.append(int((e[d:d + n] != r[:n]).sum()))
+    return out
+
+
+def _engine_batch(model: str, net, x: np.ndarray, engine: str) -> list[np.ndarray]:
+    """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C)."""
+    from psplava.sim.fixed import internal_to_lava, lava_layer_to_internal, run_fixed
+
+    if engine == "reference":
+        return run_fixed(net, x)
+    from psplava.sim.lava_engine import run_lava
+
+    per_sample = [run_lava(model, internal_to_lava(x[:, n:n + 1])[0]) for n in range(x.shape[1])]
+    return [np.concatenate([lava_layer_to_internal(s[i]) for s in per_sample], axis=1)
+            for i in range(len(per_sample[0]))]
+
+
+def file_latency(net) -> int:
+    """Steps the file's output lags its input (SRM 0, CUBA one per layer)."""
+    layers = [layer for layer in net.layers if layer.type in ("conv", "dense")]
+    types = {str(layer.neuron.get("type")) for layer in layers}
+    return loihi.latency("SRM" if types == {"SRM"} else "CUBA", len(layers))
+
+
+def simulate_dataset(model: str, dataset: str | None, root: str | None, split: str,
+                     limit: int | None = None, engine: str = "reference",
+                     compare: str | None = None, steps: int | None = None,
+                     dt: float | None = None) -> dict[str, Any]:
+    """Accuracy of a ``.net`` file on a dataset; with ``compare`` (a checkpoint) also the
+    per-layer spike mismatches against its loihi-arithmetic forward and its float model.
+
+    Each sample runs ``T + latency`` steps (the input padded with empty steps), as the
+    loihi-arithmetic model does, so both count the same output spikes.
+    """
+    from psplava.data import dataset_from_config
+    from psplava.netfile import read_netfile
+
+    net = read_netfile(model)
+    cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
+    d = dict(cfg.get("data", {}))
+    if steps:
+        d["steps"] = steps
+    if dt:
+        d["dt_ms"] = dt
+    if not d.get("steps"):
+        raise PsplavaError(f"{model}: the file carries no config; give --steps")
+    if dataset:
+        d["dataset"] = dataset
+    if not d.get("dataset"):
+        raise PsplavaError(f"{model}: the file carries no config; give --dataset")
+    cfg = {**cfg, "data": d}
+    if split == "val" and "val_count" not in d:
+        raise PsplavaError(f"{model}: --split val needs the run's config in the file")
+    ds = dataset_from_config(cfg, split, dataset, root, limit)
+    n = len(ds)
+    lag = file_latency(net)
+    ref = CheckpointReference(compare) if compare else None
+    correct = 0
+    exact_mm = float_mm = spikes = None
+    t0 = time.time()
+    batch = 16 if engine == "reference" else 1
+    for start in range(0, n, batch):
+        idx = range(start, min(n, start + batch))
+        xs = np.stack([ds[i][0] for i in idx], axis=1)  # (T, B, H, W, C)
+        ys = np.array([ds[i][1] for i in idx])
+        xp = np.concatenate([xs, np.zeros((lag, *xs.shape[1:]), xs.dtype)], axis=0)
+        outs = _engine_batch(model, net, xp, engine)
+        counts = outs[-1].reshape(outs[-1].shape[0], len(ys), -1).sum(axis=0)
+        correct += int((counts.argmax(axis=1) == ys).sum())
+        layer_spikes = [int(o.sum()) for o in outs]
+        spikes = layer_spikes if spikes is None else [a + b for a, b in zip(spikes, layer_spikes)]
+        if ref is not None:
+            e = count_mismatches(outs, ref.loihi_exact(xp), [0] * len(outs), xp.shape[0])
+            delays = [ref.delay(i) for i in range(len(outs))]
+            f = count_mismatches(outs, ref.float_spikes(xs), delays, xs.shape[0])
+            exact_mm = e if exact_mm is None else [a + b for a, b in zip(exact_mm, e)]
+            float_mm = f if float_mm is None else [a + b for a, b in zip(float_mm, f)]
+    res = {"accuracy": correct / max(n, 1), "samples": n, "engine": engine,
+           "spikes_per_layer": spikes, "seconds": round(time.time() - t0, 2)}
+    if ref is not None:
+        res["mismatches"] = {"loihi_exact": exact_mm, "loihi_exact_total": sum(exact_mm),
+                             "float": float_mm, "float_total": sum(float_mm)}
+    return res
+
+
+def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_samples: int
+             ) -> dict[str, Any]:
+    """Train -> export -> simulate on the embedded digits (see configs/demo_digits.yaml)."""
+    from psplava.export.exporter import export_checkpoint
+    from psplava.train.config import load_config
+    from psplava.train.trainer import evaluate, train
+
+    cfg = load_config(config, overrides)
+    out = Path(out)
+    t0 = time.time()
+    print(f"[demo] 1/4 training {cfg['model']['arch']} ({cfg['model']['neuron']}, "
+          f"{cfg['model']['norm']}, {cfg['model']['arithmetic']} arithmetic) on the embedded "
+          f"digits -> {out}", flush=True)
+    best = train(cfg, out, progress=sys.stderr.isatty())
+    res = evaluate(out / "best.pt", split="test")
+    flt = evaluate(out / "best.pt", split="test", arithmetic="float")
+    print(f"[demo] PyTorch test accuracy {res['accuracy']:.3f} in {res['arithmetic']} "
+          f"arithmetic ({flt['accuracy']:.3f} in float) on {res['samples']} held-out digits "
+          f"(best validation {best['accuracy']:.3f} at epoch {best['epoch']})", flush=True)
+    net = out / "model.net"
+    report = export_checkpoint(out / "best.pt", net)
+    print(f"[demo] 2/4 exported {net}: weight rel. rms quantization error per layer "
+          + ", ".join(f"{r['weight_rel_rms_error']:.2%}" for r in report), flush=True)
+    ref = simulate_dataset(str(net), "digits", None, "test", engine="reference",
+                           compare=str(out / "best.pt"))
+    print(f"[demo] 3/4 fixed-point reference engine: test accuracy {ref['accuracy']:.3f} on "
+          f"{ref['samples']} digits ({ref['seconds']:.0f} s); spike mismatches against the "
+          f"checkpoint's loihi forward: {ref['mismatches']['loihi_exact_total']}", flush=True)
+    lava = simulate_dataset(str(net), "digits", None, "test", limit=lava_samples,
+                            engine="lava", compare=str(out / "best.pt"))
+    mm = lava["mismatches"]
+    print(f"[demo] 4/4 Lava (Loihi2SimCfg fixed_pt): accuracy {lava['accuracy']:.3f} on the "
+          f"first {lava['samples']} test digits ({lava['seconds']:.0f} s); spike mismatches "
+          f"against the checkpoint's loihi forward: {mm['loihi_exact_total']} "
+          f"(per layer {mm['loihi_exact']}); against its float model: {mm['float_total']} "
+          f"of {sum(lava['spikes_per_layer'])} spikes")
+    print(f"[demo] done in {time.time() - t0:.0f} s")
+    return {"pytorch_accuracy": res["accuracy"], "float_accuracy": flt["accuracy"],
+            "arithmetic": res["arithmetic"], "test_samples": res["samples"],
+            "reference_accuracy": ref["accuracy"],
+            "reference_mismatches": ref["mismatches"]["loihi_exact_total"],
+            "lava_accuracy": lava["accuracy"], "lava_samples": lava["samples"],
+            "lava_mismatches": mm["loihi_exact_total"], "float_mismatches": mm["float_total"]}

@@ -1,0 +1,102 @@
+"""``psplava sim``: run a ``.net`` file in Lava or the fixed-point reference engine.
+
+A command of the glue layer: with ``--dataset`` / ``--compare`` it needs checkpoints and
+datasets as well as the simulators (:mod:`psplava.pipeline`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from psplava.errors import PsplavaError, atomic_path
+
+
+def _load_input(path: str) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PsplavaError(f"{path}: input file not found") from None
+    except ValueError as exc:
+        raise PsplavaError(f"{path}: not a readable .npy array ({exc})") from None
+    if x.ndim not in (2, 4):
+        raise PsplavaError(f"{path}: input has shape {x.shape}; expected (x, y, f, T) or (F, T)")
+    return x
+
+
+def _pad(x: np.ndarray, steps: int) -> np.ndarray:
+    if x.shape[-1] >= steps:
+        return x[..., :steps]
+    pad = np.zeros((*x.shape[:-1], steps - x.shape[-1]), dtype=x.dtype)
+    return np.concatenate([x, pad], axis=-1)
+
+
+def _run_one(model: str, x: np.ndarray, engine: str) -> list[np.ndarray]:
+    """Every neuron layer's spikes, Lava order, for one sample (x, y, f, T)."""
+    if engine == "lava":
+        from psplava.sim.lava_engine import run_lava
+
+        return run_lava(model, x)
+    from psplava.netfile import read_netfile
+    from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
+
+    outs = run_fixed(read_netfile(model), lava_to_internal(x))
+    return [internal_to_lava(o)[0] for o in outs]
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    if args.input:
+        if args.steps is None or args.output is None:
+            raise PsplavaError("--input needs --steps and --output")
+        x = _pad(_load_input(args.input), args.steps)
+        if x.ndim == 2:
+            raise PsplavaError(f"{args.input}: flat (F, T) inputs are not supported yet; "
+                               "give (x, y, f, T)")
+        t0 = time.time()
+        out = _run_one(args.model, x, args.engine)[-1]
+        with atomic_path(args.output) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, out.astype(np.uint8) if out.dtype == bool else out)
+        res = {"output": str(args.output), "shape": list(out.shape), "spikes": int(out.sum()),
+               "engine": args.engine, "seconds": round(time.time() - t0, 3)}
+        print(json.dumps(res))
+        return 0
+    if not args.dataset:
+        raise PsplavaError("give --input X.npy (raw spikes) or --dataset (evaluation)")
+    return _sim_dataset(args)
+
+
+def _sim_dataset(args: argparse.Namespace) -> int:
+    from psplava.pipeline import simulate_dataset
+
+    res = simulate_dataset(args.model, args.dataset, args.root, args.split, args.limit,
+                           args.engine, args.compare, args.steps, args.dt)
+    print(f"{args.engine}: accuracy {res['accuracy']:.4f} on {res['samples']} samples")
+    if "mismatches" in res:
+        mm = res["mismatches"]
+        print(f"spike mismatches per layer vs the checkpoint's loihi-arithmetic forward: "
+              f"{mm['loihi_exact']}; vs its float model (quantization effect): {mm['float']}")
+    print(json.dumps(res))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sim", help="run a .net file in Lava or the reference engine")
+    p.add_argument("model")
+    p.add_argument("--engine", choices=["lava", "reference"], default="lava")
+    p.add_argument("--input", help="raw input spikes .npy, Lava order (x, y, f, T)")
+    p.add_argument("--steps", type=int, default=None, help="steps to run (input zero-padded)")
+    p.add_argument("--output", help="output .npy of the output layer's spikes")
+    p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
+    p.add_argument("--root", default=None)
+    p.add_argument("--split", default="test", choices=["train", "test", "val"],
+                   help="val: the recordings the run (the file's config) held out")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--dt", type=float, default=None)
+    p.add_argument("--compare", metavar="CKPT", default=None,
+                   help="count spike mismatches per layer against this checkpoint")
+    p.add_argument("--json", action="store_true", help="(the last line is always JSON)")
+    p.set_defaults(func=_cmd_sim)
