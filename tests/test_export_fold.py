@@ -6,9 +6,65 @@ import numpy as np
 import pytest
 import torch
 
-from psplava.export.fold import FoldError, fold_model
-from psplava.sim.reference import simulate_float
-from psplava.train.model import SNN
+import math
+
+import torch.nn.functional as F
+
+from psplava.train import kernels
+from psplava.train.model import SNN, FoldError
+
+
+def fold_model(model: SNN) -> list[dict]:
+    """Every layer's folded float form (``SpikingLayer.folded``) with what the oracle needs."""
+    out, shape = [], model.input_shape
+    with torch.no_grad():
+        for layer in model.layers:
+            w, b, lam = layer.folded()
+            out.append({"kind": layer.spec.kind, "weight": w, "bias": b, "lam": lam,
+                        "stride": layer.spec.stride, "padding": layer.spec.kernel // 2,
+                        "out_shape": layer.out_shape, "p": layer.neuron.params})
+            shape = layer.out_shape
+    return out
+
+
+def simulate_float(layers: list[dict], x: torch.Tensor) -> list[torch.Tensor]:
+    """Float oracle of a folded SRM network, written in the folded form a chip evaluates:
+    ``spike <=> z >= g (theta - r)``, ``g = sqrt(m2 + lambda)`` (Eq. 18) or 1, ``z = W' a + b``."""
+    s, outs = x.double(), []
+    for L in layers:
+        p = L["p"]
+        T, N = s.shape[:2]
+        a = torch.from_numpy(kernels.alpha_filter(s.reshape(T, -1).numpy(), p.psp_decay,
+                                                  p.psp_gain)).view(s.shape)
+        gain = torch.ones(T, N, dtype=torch.float64)
+        if L["lam"] is not None:
+            m2 = a.square().reshape(T, N, -1).mean(dim=2).cumsum(dim=0)
+            gain = torch.sqrt(m2 / torch.arange(1, T + 1, dtype=a.dtype)[:, None] + L["lam"])
+        if L["kind"] == "conv":
+            z = F.conv2d(a.reshape(T * N, *a.shape[2:]).permute(0, 3, 1, 2), L["weight"],
+                         stride=L["stride"], padding=L["padding"])
+            z = z.permute(0, 2, 3, 1).reshape(T, N, *L["out_shape"])
+        else:
+            z = a.reshape(T, N, -1) @ L["weight"].t()
+        if L["bias"] is not None:
+            z = z + L["bias"]
+        z = z.reshape(T, N, -1)
+        d = math.exp(-1.0 / p.tau_r)
+        alpha = p.refractory.value == "alpha"
+        ref_gain = -2.0 * p.theta * (math.e / p.tau_r if alpha else 1.0)
+        out = torch.zeros_like(z)
+        rx = torch.zeros_like(z[0])
+        ry = torch.zeros_like(z[0])
+        for t in range(T):
+            if t > 0:
+                if alpha:
+                    rx, ry = d * (rx + out[t - 1]), d * (ry + rx + out[t - 1])
+                else:
+                    ry = d * (ry + out[t - 1])
+            out[t] = (z[t] >= gain[t][:, None] * (p.theta - ref_gain * ry)).double()
+        s = out.view(T, N, *L["out_shape"])
+        outs.append(s)
+    return outs
 
 ARCHS = {
     "psp": "34x34x2-n6c3s2-n8c3-n8c3s2-n10",
@@ -81,9 +137,9 @@ def test_psp_bn_folds_into_weights_per_input_channel():
     model = _model("psp_bn")
     layers = fold_model(model)
     s = model.layers[1].pre.scale().numpy()
-    np.testing.assert_allclose(layers[1].weight, model.layers[1].weight.detach().numpy()
-                               * s[None, :, None, None])
+    np.testing.assert_allclose(layers[1]["weight"].numpy(),
+                               model.layers[1].weight.detach().numpy() * s[None, :, None, None])
     s_dense = model.layers[3].pre.scale().numpy()
     assert s_dense.shape == (9 * 9 * 8,)
-    np.testing.assert_allclose(layers[3].weight, model.layers[3].weight.detach().numpy()
-                               * s_dense[None, :])
+    np.testing.assert_allclose(layers[3]["weight"].numpy(),
+                               model.layers[3].weight.detach().numpy() * s_dense[None, :])

@@ -11,7 +11,7 @@ import torch
 
 from psplava.cli import main
 from psplava.export.exporter import export_checkpoint
-from psplava.export.quantize import choose_scale, quantize_decay, quantize_weights
+from psplava import loihi
 from psplava.netfile import FORMAT_VERSION, read_netfile
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.model import SNN
@@ -34,15 +34,15 @@ def _checkpoint(tmp_path, neuron="cuba", norm="psp_bn", arch="34x34x2-n4c3s2-n6c
 
 
 def test_quantize_helpers():
-    w = np.array([0.5, -1.0, 3.9, 0.0])
-    k = choose_scale(w, theta=10.0, k_max=64.0)
+    w = torch.tensor([0.5, -1.0, 3.9, 0.0], dtype=torch.float64)
+    k = loihi.choose_scale(float(w.abs().max()), theta=10.0, k_max=64.0)
     assert k == 64.0
-    q = quantize_weights(w, k)
-    assert q.weight.tolist() == [32, -64, 250, 0] and q.weight.dtype == np.int32
-    assert q.max_abs_error <= 1.0 / k
-    assert choose_scale(np.array([10.0]), 10.0) == 16.0  # 10 * 16 = 160 <= 254
-    assert choose_scale(np.array([0.01]), 10.0) == 1024.0  # capped by k_max
-    assert quantize_decay(np.exp(-0.1)) == round(4096 * (1 - np.exp(-0.1)))
+    q = loihi.quantize_weight(w * k)
+    assert q.tolist() == [32, -64, 250, 0]
+    assert float((w - q / k).abs().max()) <= 1.0 / k
+    assert loihi.choose_scale(10.0, 10.0) == 16.0  # 10 * 16 = 160 <= 254
+    assert loihi.choose_scale(0.01, 10.0) == 1024.0  # capped by k_max
+    assert loihi.quantize_decay(np.exp(-0.1)) == round(4096 * (1 - np.exp(-0.1)))
 
 
 def test_cuba_psp_bn_export_loads_in_stock_netx(tmp_path):

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Apply each mutation of issue 7 to the source, run the Loihi-exactness tests, restore.
+# Every mutation must make the tests fail ("KILLED"); a "SURVIVED" line is a defect.
+#   bash scripts/mutation_check.sh
+set -u
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+run() {  # name file python-replacement-expression
+  local name="$1" file="$2" old="$3" new="$4"
+  cp "$file" "$file.orig"
+  $PY - "$file" "$old" "$new" <<'PYEOF'
+import sys
+p, old, new = sys.argv[1:]
+s = open(p).read()
+assert old in s, f"mutation target not found in {p}: {old!r}"
+open(p, "w").write(s.replace(old, new, 1))
+PYEOF
+  if $PY -m pytest -q -x -p no:cacheprovider tests/test_loihi_exact.py >/dev/null 2>&1; then
+    echo "SURVIVED: $name"
+  else
+    echo "KILLED:   $name"
+  fi
+  mv "$file.orig" "$file"
+}
+run "exporter halves SRM weights" export/exporter.py \
+  'weight, wf = _int(hw.weight), hw.weight_float.numpy()' \
+  'weight, wf = _int(hw.weight / (2 if isinstance(hw.neuron, loihi.SRMHardware) else 1)), hw.weight_float.numpy()'
+run "refractory amplitude -theta instead of -2 theta" psplava/loihi.py \
+  'return -2 * self.theta_int' 'return -1 * self.theta_int'
+run "truncating instead of rounding a decay" psplava/loihi.py \
+  'return torch.sign(p) * ((p.abs() + (DECAY_UNITY >> 1)) >> DECAY_SHIFT)' \
+  'return torch.sign(p) * (p.abs() >> DECAY_SHIFT)'
+run "dynamic threshold uses m2 of the previous step" psplava/loihi.py \
+  '    return m2_from_sums(sums, steps, n, tau_s)' \
+  '    m2 = m2_from_sums(sums, steps, n, tau_s)
+    return torch.cat([torch.zeros_like(m2[:1]), m2[:-1]])'
