@@ -22,8 +22,38 @@ def _cmd_export(args: argparse.Namespace) -> int:
               f"{r['weight_rel_rms_error']:14.4%} {r['weight_max_abs_error']:10.4g} "
               f"{r['threshold_mantissa']:8d}")
     print(f"wrote {args.output}")
-    print(json.dumps({"output": str(args.output), "layers": report}))
+    res = {"output": str(args.output), "layers": report}
+    if args.eval_samples > 0:
+        res["accuracy"] = _held_out_accuracy(args.checkpoint, args.eval_samples)
+    print(json.dumps(res))
     return 0
+
+
+def _held_out_accuracy(ckpt: str, samples: int) -> dict | None:
+    """Accuracy of the float model and of the exported (loihi) arithmetic on the first
+    ``samples`` held-out recordings of the checkpoint's config, when its data is at hand."""
+    import sys
+
+    from psplava.errors import PsplavaError
+    from psplava.train.trainer import evaluate, load_checkpoint
+
+    cfg = load_checkpoint(ckpt)["config"]
+    split = "val" if int(cfg.get("data", {}).get("val_count") or 0) > 0 else "test"
+    try:
+        flt = evaluate(ckpt, split=split, limit=samples, arithmetic="float")
+        exp = evaluate(ckpt, split=split, limit=samples, arithmetic="loihi")
+    except PsplavaError as exc:
+        print(f"(no accuracy check: the config's data is not at hand: {exc})", file=sys.stderr)
+        return None
+    diff = exp["accuracy"] - flt["accuracy"]
+    print(f"accuracy on {exp['samples']} held-out ({split}) samples: float model "
+          f"{flt['accuracy']:.4f}, exported arithmetic {exp['accuracy']:.4f} ({diff:+.4f})")
+    if abs(diff) > 0.02:
+        print(f"WARNING: the exported network's accuracy differs from the float model's by "
+              f"{abs(diff) * 100:.1f} points; fine-tune in the chip's arithmetic: psplava train "
+              f"--init-from {ckpt} --set model.arithmetic=loihi ...", file=sys.stderr)
+    return {"split": split, "samples": exp["samples"], "float": flt["accuracy"],
+            "exported": exp["accuracy"], "difference": diff, "warning": abs(diff) > 0.02}
 
 
 def _causal_eval(args: argparse.Namespace) -> int:
@@ -79,6 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k-max", type=float, default=None,
                    help="largest weight scale (integer units per float unit; lava-dl uses 64); "
                         "default: the checkpoint's model.k_max, the rule it was trained with")
+    p.add_argument("--eval-samples", type=int, default=50,
+                   help="held-out samples on which to compare the float model's accuracy with "
+                        "the exported arithmetic's (0: skip); warns above 2 points")
     p.add_argument("--causal-eval", action="store_true",
                    help="for whole-window PSP-LN: evaluate the weights with causal statistics")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
