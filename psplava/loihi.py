@@ -24,16 +24,21 @@ Number formats (one place):
 - **decays**: 12-bit, ``round(4096 (1 - decay per step))``.  CUBA decays *truncate* toward
   zero as Loihi does; SRM's PSP and refractory decays *round to nearest* (truncation biases
   the alpha PSP downwards by ~0.5 unit per step).
-- **SRM PSP** in units of ``PSP_UNIT = 2**8``: the exact two-state recurrence of the alpha
-  kernel (paper Eq. 3, 5)::
+- **SRM PSP**: the exact two-state recurrence of the alpha kernel (paper Eq. 3, 5) on a
+  state of ``S = 2**12`` units per spike::
 
-      x <- dec(x + U s),   y <- dec(y + x + U s)      (old x on the right)
+      x <- dec(x + S s),   y <- dec(y + x + S s)      (old x on the right)
 
-  so ``y(t) ~ U sum_{k>=1} k q^k s(t-k)``; the alpha gain ``e / tau_s`` is folded into the
-  weights of the layer that receives it (``w_int = round(k w e / tau_s)``).
+  so ``y(t) ~ S sum_{k>=1} k q^k s(t-k)``.  The neuron sends ``m = (y + 2**7) >> 8``, the PSP
+  in ``U = PSP_UNIT = 2**4`` units per spike: the state keeps the precision (a rounded decay
+  leaves values below ~5 units stuck, harmless at 2**12), the message keeps the synaptic sums
+  of a 12-layer network well inside the 24 bits of Lava's conv (at 2**8 units per spike they
+  wrapped around on real N-MNIST).  The alpha gain ``e / tau_s`` is folded into the weights
+  of the layer that receives it (``w_int = round(k w e / tau_s)``).
 - **synapses**: Lava's conv *wraps* its output to 24 bits (two's complement); dense does not.
   For SRM layers ``theta k <= SRM_THETA_K_MAX`` keeps ``theta_int = theta k U <= 2**19``,
-  16 thresholds below the wrap-around.
+  16 thresholds below the wrap-around (the model in loihi arithmetic wraps exactly as Lava
+  does if a layer ever gets there).
 - **refractory** (paper Eq. 4): ``r <- dec_r(r + g_ref s)`` with ``g_ref = -2 theta_int``
   (EXP) or, for the alpha-shaped kernel, the two-state form with
   ``round(-2 theta_int e / tau_r)``.
@@ -63,8 +68,11 @@ DECAY_SHIFT = 12
 STATE_BITS = 24
 STATE_MAX = 1 << (STATE_BITS - 1)
 CUBA_SHIFT = 6                      # Loihi MSB-aligns synaptic input and threshold by 6 bits
-PSP_UNIT = 1 << 8                   # SRM: integer PSP units per spike
-#: largest ``theta * k`` for SRM layers: ``theta_int = theta k U`` stays <= 2**19
+PSP_STATE_BITS = 12                # SRM: the PSP state holds 2**12 units per spike
+PSP_MSG_SHIFT = 8                  # ... and sends it rounded to 2**4 units per spike
+PSP_UNIT = 1 << (PSP_STATE_BITS - PSP_MSG_SHIFT)   # message (synapse input) units per spike
+#: largest ``theta * k`` for SRM layers: ``theta_int = theta k U`` stays <= 2**19, 16
+#: thresholds below the 24-bit wrap-around of Lava's conv
 SRM_THETA_K_MAX = (1 << 19) / PSP_UNIT
 #: default largest weight scale (lava-dl uses 64); power of two
 K_MAX = 1024.0
@@ -188,18 +196,23 @@ def latency(neuron: NeuronType | str, n_layers: int) -> int:
 def psp_step(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, dq: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """New integer alpha-PSP state (x, y) after a step with spikes ``s`` (0/1)."""
-    inc = s.to(torch.int64) * PSP_UNIT
+    inc = s.to(torch.int64) << PSP_STATE_BITS
     return dec_round(x + inc, dq), dec_round(y + x + inc, dq)
 
 
+def psp_message(y: torch.Tensor) -> torch.Tensor:
+    """The PSP a neuron sends: its state ``y`` (>= 0) rounded to ``PSP_UNIT`` units."""
+    return (y + (1 << (PSP_MSG_SHIFT - 1))) >> PSP_MSG_SHIFT
+
+
 def psp(s: torch.Tensor, dq: int) -> torch.Tensor:
-    """Integer PSP ``y(t)`` (int64, shape of ``s``) of spikes ``s`` (T, ...): ``y(t)``
-    depends on spikes before t (``y(0) = 0``), as the receiving synapse sees it."""
+    """The PSP messages (int64, shape of ``s``) of spikes ``s`` (T, ...), as the receiving
+    synapse sees them: the value at t depends on spikes before t (0 at t = 0)."""
     x = torch.zeros(s.shape[1:], dtype=torch.int64, device=s.device)
     y = torch.zeros_like(x)
     out = torch.empty(s.shape, dtype=torch.int64, device=s.device)
     for t in range(s.shape[0]):
-        out[t] = y
+        out[t] = psp_message(y)
         x, y = psp_step(x, y, s[t], dq)
     return out
 

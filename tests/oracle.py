@@ -12,7 +12,8 @@ import math
 import h5py
 import numpy as np
 
-U = 256  # PSP unit (docs/netfile.md, "SRM")
+S = 4096  # PSP state units per spike (docs/netfile.md, "SRM")
+U = 16    # PSP message units per spike: the message is (y + 128) // 256
 
 
 def _txt(v) -> str:
@@ -114,8 +115,9 @@ def run(path, x: np.ndarray) -> list[np.ndarray]:
             c = math.e / (float(p["tauS"]) * U)
             for t in range(T):
                 # the PSP at step t depends on input spikes before t
-                sq_sum += sum(v * v for v in py)
-                z = _synapse(L, py, shape)
+                msg = [(v + 128) // 256 for v in py]
+                sq_sum += sum(v * v for v in msg)
+                z = _synapse(L, msg, shape)
                 m2 = (c * c) * (float(sq_sum) / float((t + 1) * n_in))
                 for j in range(n_out):
                     zj = z[j] + bias[j]
@@ -131,7 +133,7 @@ def run(path, x: np.ndarray) -> list[np.ndarray]:
                     else:
                         ry[j] = _round_decay(ry[j] + inc, dr)
                 for i in range(n_in):
-                    inc = U * spikes_in[t][i]
+                    inc = S * spikes_in[t][i]
                     px[i], py[i] = (_round_decay(px[i] + inc, dq),
                                     _round_decay(py[i] + px[i] + inc, dq))
         else:

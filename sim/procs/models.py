@@ -41,7 +41,7 @@ class PyPSPInputFixed(PyLoihiProcessModel):
     def run_spk(self) -> None:
         s = _t(self.a_in.recv()) != 0
         self.x, self.y = loihi.psp_step(self.x, self.y, s, self.dq)
-        self.s_out.send(self.y.numpy().astype(np.int32))
+        self.s_out.send(loihi.psp_message(self.y).numpy().astype(np.int32))
 
 
 @implements(proc=SRMLayer, protocol=LoihiProtocol)
@@ -72,7 +72,7 @@ class PySRMLayerFixed(PyLoihiProcessModel):
         s = self.state.step(z, gain)
         if self.dq is not None:
             self.px, self.py = loihi.psp_step(self.px, self.py, s, self.dq)
-        self.s_out.send(self.py.numpy().astype(np.int32))
+        self.s_out.send(loihi.psp_message(self.py).numpy().astype(np.int32))
         self.spk_out.send(s.numpy().astype(np.int32))
 
 
