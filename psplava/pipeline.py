@@ -55,7 +55,7 @@ class CheckpointReference:
 
     def delay(self, i: int) -> int:
         """Steps by which layer i of a file lags the float model."""
-        return 0 if self.neuron == "srm" else i + 1
+        return 0 if self.model.latency == 0 else i + 1
 
 
 def count_mismatches(engine: list[np.ndarray], ref: list[np.ndarray], delays: list[int],

@@ -1,1 +1,29 @@
-"""Training stage: SRM / CUBA spiking networks with PSP normalization on lava-dl SLAYER."""
+"""Training stage: SRM / CUBA spiking networks with PSP normalization on lava-dl SLAYER.
+
+Public API::
+
+    from psplava.train import load_config, train, evaluate, SNN, ModelSpec
+
+- :func:`load_config` / :func:`default_config`: a run's config (YAML file or dicts);
+- :func:`train`: train (or fine-tune, ``train.init_from``) into a run folder;
+- :func:`evaluate`: accuracy of a checkpoint in its arithmetic (``float`` or ``loihi``);
+- :class:`SNN`, :class:`ModelSpec`: the network; ``model.arithmetic = "loihi"`` runs
+  exactly what its exported file computes (:mod:`psplava.loihi`);
+- :func:`load_checkpoint`, :func:`save_checkpoint`, :func:`model_from_checkpoint`.
+"""
+
+from psplava.train.config import DEFAULTS, deep_merge, load_config
+from psplava.train.model import SNN, Arithmetic, FoldError, ModelSpec, NeuronKind
+from psplava.train.norm import NormKind
+from psplava.train.trainer import (evaluate, load_checkpoint, model_from_checkpoint, model_spec,
+                                   save_checkpoint, train)
+
+
+def default_config(**sections) -> dict:
+    """The default config with ``sections`` (e.g. ``model={...}``) merged in."""
+    return deep_merge(DEFAULTS, sections)
+
+
+__all__ = ["Arithmetic", "FoldError", "ModelSpec", "NeuronKind", "NormKind", "SNN",
+           "default_config", "evaluate", "load_checkpoint", "load_config",
+           "model_from_checkpoint", "model_spec", "save_checkpoint", "train"]

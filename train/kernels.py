@@ -41,6 +41,13 @@ import numpy as np
 _CHUNK = 4096  # features per parallel work item (contiguous rows of (T, F) arrays)
 
 
+@numba.njit(cache=True)
+def _chunk(c, F):
+    """First feature and size of parallel work item ``c`` over ``F`` features."""
+    f0 = c * _CHUNK
+    return f0, min(F, f0 + _CHUNK) - f0
+
+
 @numba.njit(cache=True, parallel=True, fastmath=False)
 def _alpha_filter(s, consts, reverse):
     T, F = s.shape
@@ -48,8 +55,7 @@ def _alpha_filter(s, consts, reverse):
     out = np.empty_like(s)
     nchunks = (F + _CHUNK - 1) // _CHUNK
     for c in numba.prange(nchunks):
-        f0 = c * _CHUNK
-        n = min(F, f0 + _CHUNK) - f0
+        f0, n = _chunk(c, F)
         x = np.zeros(n, dtype=s.dtype)
         y = np.zeros(n, dtype=s.dtype)
         for i in range(T):
@@ -84,8 +90,7 @@ def _srm_spike(z, consts, alpha_refractory):
     rho = np.empty_like(z)
     nchunks = (F + _CHUNK - 1) // _CHUNK
     for c in numba.prange(nchunks):
-        f0 = c * _CHUNK
-        n = min(F, f0 + _CHUNK) - f0
+        f0, n = _chunk(c, F)
         x = np.zeros(n, dtype=z.dtype)
         y = np.zeros(n, dtype=z.dtype)
         for t in range(T):

@@ -37,6 +37,15 @@ class FoldError(ConfigError):
     """The network cannot be folded for deployment (with the reason)."""
 
 
+class NeuronKind(str, Enum):
+    SRM = "srm"    # the paper's neuron (psplava.train.neuron.SRMNeuron)
+    CUBA = "cuba"  # lava-dl's CUBA neuron (Loihi-native)
+
+    @property
+    def hardware_type(self) -> loihi.NeuronType:
+        return loihi.NeuronType.SRM if self is NeuronKind.SRM else loihi.NeuronType.CUBA
+
+
 class Arithmetic(str, Enum):
     """What the forward pass computes: float training maths, or exactly what the exported
     ``.net`` file computes in Lava (folded norms, quantized weights, integer dynamics)."""
@@ -88,8 +97,25 @@ class ModelSpec:
         if unknown:
             raise ConfigError(f"unknown model keys {sorted(unknown)}; known: {sorted(known)}")
         spec = cls(**d)
-        Arithmetic(spec.arithmetic)
+        try:
+            Arithmetic(spec.arithmetic)
+            NeuronKind(spec.neuron)
+            NormKind(spec.norm)
+        except ValueError as exc:
+            raise ConfigError(f"model: {exc}") from None
         return spec
+
+    def complete(self) -> dict[str, Any]:
+        """Every field, with the neuron's parameters filled in from their defaults, so a
+        checkpoint never depends on code defaults that may change."""
+        from dataclasses import asdict
+
+        d = asdict(self)
+        if NeuronKind(self.neuron) is NeuronKind.SRM:
+            d["srm"] = SRMParams(**(self.srm or {})).to_dict()
+        else:
+            d["cuba"] = CubaParams(**(self.cuba or {})).to_dict()
+        return d
 
 
 def _to_nchw(x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +138,7 @@ class SpikingLayer(nn.Module):
         self.arithmetic = Arithmetic(model.arithmetic)
         self.k_max = float(model.k_max)
         norm = NormKind(model.norm)
-        self.neuron_kind = model.neuron
+        self.neuron_kind = NeuronKind(model.neuron)
         in_channels = in_shape[-1]
         if spec.kind == "conv":
             h, w, _ = in_shape
@@ -133,21 +159,19 @@ class SpikingLayer(nn.Module):
             raise ConfigError(f"norm {norm.value} acts on the membrane: write the marker after "
                               f"the layer ('8c3n'), not before ('n8c3')")
         if spec.post_norm and norm.on_membrane:
-            theta = SRMParams(**(model.srm or {})).theta if model.neuron == "srm" else \
+            theta = SRMParams(**(model.srm or {})).theta if self.neuron_kind is NeuronKind.SRM else \
                 CubaParams(**(model.cuba or {})).threshold
             gamma = 1.0 if norm is NormKind.TDBN else model.init_gain * theta
             self.post = MembraneNorm(norm, spec.out, model.steps, theta=theta, gamma_init=gamma)
         elif spec.post_norm and norm.on_psp:
             raise ConfigError(f"norm {norm.value} acts on the PSP: write the marker before the "
                               f"layer ('n8c3'), not after ('8c3n')")
-        if model.neuron == "srm":
+        if self.neuron_kind is NeuronKind.SRM:
             self.neuron = SRMNeuron(SRMParams(**(model.srm or {})))
             theta = self.neuron.params.theta
-        elif model.neuron == "cuba":
+        else:
             self.neuron = CubaNeuron(CubaParams(**(model.cuba or {})))
             theta = self.neuron.params.threshold
-        else:
-            raise ConfigError(f"unknown neuron {model.neuron!r}; expected 'srm' or 'cuba'")
         self._init(fan_in, theta, model)
 
     def _init(self, fan_in: int, theta: float, model: ModelSpec) -> None:
@@ -241,7 +265,7 @@ class SpikingLayer(nn.Module):
         gradients to the float parameters)."""
         k_max = self.k_max if k_max is None else float(k_max)
         w, bias, dyn = self.folded()
-        if self.neuron_kind == "srm":
+        if self.neuron_kind is NeuronKind.SRM:
             p = self.neuron.params
             w = w * p.psp_gain  # the alpha PSP's gain e / tau_s folds into the weights
             theta, theta_k_max = p.theta, loihi.SRM_THETA_K_MAX
@@ -262,7 +286,7 @@ class SpikingLayer(nn.Module):
     def forward_loihi(self, s: torch.Tensor) -> torch.Tensor:
         """Exactly the exported layer's integer dynamics (see :mod:`psplava.loihi`)."""
         hw = self.hardware()
-        if self.neuron_kind == "srm":
+        if self.neuron_kind is NeuronKind.SRM:
             tau_s = self.neuron.params.tau_s
             y = loihi_ops.integer_psp(s, tau_s)
         else:
@@ -272,7 +296,7 @@ class SpikingLayer(nn.Module):
         if self.training and self.pre is not None and self.pre.kind is NormKind.PSP_BN:
             # PSP-BN keeps tracking its running statistics (used from the next step on)
             a = y.detach() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
-                if self.neuron_kind == "srm" else y.detach()
+                if self.neuron_kind is NeuronKind.SRM else y.detach()
             self.pre.track(a)
         if self.spec.kind == "conv":
             T, N = y.shape[:2]
@@ -283,7 +307,7 @@ class SpikingLayer(nn.Module):
             z = loihi_ops.integer_synapse(y.reshape(T * N, -1), hw.weight, "dense")
             z = z.reshape(T, N, -1)
         tau_rho, scale_rho = self.neuron.surrogate()
-        if self.neuron_kind == "srm":
+        if self.neuron_kind is NeuronKind.SRM:
             if hw.bias is not None:
                 z = z + hw.bias * loihi.PSP_UNIT
             gain = None
@@ -318,7 +342,7 @@ class SpikingLayer(nn.Module):
 
     def synaptic_input(self, s: torch.Tensor) -> torch.Tensor:
         """``a`` of the incoming spikes (alpha PSP for SRM, the spikes for CUBA)."""
-        return self.neuron.psp(s) if self.neuron_kind == "srm" else s
+        return self.neuron.psp(s) if self.neuron_kind is NeuronKind.SRM else s
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         if self.arithmetic is Arithmetic.LOIHI:
@@ -378,8 +402,7 @@ class SNN(nn.Module):
     def latency(self) -> int:
         """Steps the output lags the input in loihi arithmetic (and in the exported file);
         the loihi forward appends that many empty steps so that no output is cut off."""
-        return loihi.latency(loihi.NeuronType.SRM if self.spec.neuron == "srm"
-                             else loihi.NeuronType.CUBA, len(self.layers))
+        return loihi.latency(NeuronKind(self.spec.neuron).hardware_type, len(self.layers))
 
     def layer_spikes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's spikes (each (T', N, ...)) for input x, in the model's arithmetic."""

@@ -38,9 +38,12 @@ def set_threads(n: int | None) -> None:
 
 
 def model_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The model's complete spec (every field and neuron parameter, defaults filled in)."""
+    from psplava.train.model import ModelSpec
+
     spec = dict(cfg["model"])
     spec.setdefault("steps", int(cfg["data"]["steps"]))
-    return spec
+    return ModelSpec.from_dict(spec).complete()
 
 
 def build_datasets(cfg: dict[str, Any], split: str = "train"):

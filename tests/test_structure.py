@@ -1,0 +1,112 @@
+"""Structure: stages import one way, the public API and the README example work, and a
+wheel built from the checkout holds every module and packaged data file."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE = {"psplava.pipeline", "psplava.cli", "psplava.sim_cli"}
+STAGES = {"train": "psplava.train", "export": "psplava.export", "sim": "psplava.sim",
+          "deploy": "psplava.deploy"}
+#: what each part may not import (directly or lazily inside functions)
+FORBIDDEN = {
+    "psplava.train": ("psplava.export", "psplava.sim", "psplava.deploy", *GLUE),
+    "psplava.export": ("psplava.sim", "psplava.deploy", *GLUE),
+    "psplava.sim": ("psplava.train", "psplava.export", "psplava.deploy", *GLUE),
+    "core": ("psplava.train", "psplava.export", "psplava.sim", "psplava.deploy", *GLUE),
+}
+
+
+def _modules():
+    """(part, file) for every source file: stage folders and the core package."""
+    for folder, pkg in STAGES.items():
+        for f in sorted((ROOT / folder).rglob("*.py")):
+            yield pkg, f
+    for f in sorted((ROOT / "psplava").rglob("*.py")):
+        mod = "psplava." + ".".join(f.relative_to(ROOT / "psplava").with_suffix("").parts)
+        if mod not in GLUE:
+            yield "core", f
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+def import_edges_against_direction() -> list[str]:
+    bad = []
+    for part, f in _modules():
+        for imp in _imports(f):
+            if any(imp == x or imp.startswith(x + ".") for x in FORBIDDEN.get(part, ())):
+                bad.append(f"{f.relative_to(ROOT)} ({part}) imports {imp}")
+    return bad
+
+
+def test_stages_import_one_way():
+    assert import_edges_against_direction() == []
+
+
+def test_import_check_catches_a_back_edge(tmp_path, monkeypatch):
+    """The check itself fails on a back-edge (sim importing train)."""
+    probe = ROOT / "sim" / "_probe_back_edge.py"
+    probe.write_text("from psplava.train.model import SNN\n")
+    try:
+        assert any("_probe_back_edge" in b for b in import_edges_against_direction())
+    finally:
+        probe.unlink()
+
+
+def test_public_api():
+    import psplava.data as data
+    import psplava.export as export
+    import psplava.sim as sim
+    import psplava.train as train
+
+    for mod, names in ((train, ["train", "evaluate", "SNN", "load_checkpoint", "load_config"]),
+                       (export, ["export_checkpoint", "write_netfile"]),
+                       (sim, ["read_netfile", "run_fixed", "run_lava"]),
+                       (data, ["make_dataset", "dataset_from_config"])):
+        for name in names:
+            assert name in mod.__all__ and callable(getattr(mod, name)), (mod.__name__, name)
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- api-example -->\s*```python\n(.*?)```", text, re.S)
+    assert m, "README.md lost its API example"
+    monkeypatch.chdir(tmp_path)
+    exec(compile(m.group(1), "README.md", "exec"), {})
+
+
+def test_wheel_holds_every_module_and_data_file(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+                          "--no-build-isolation", "-q", "-w", str(tmp_path)],
+                         capture_output=True, text=True)
+    if out.returncode != 0 and "No module named" in out.stderr:
+        pytest.skip(f"cannot build a wheel here: {out.stderr.strip()[-200:]}")
+    assert out.returncode == 0, out.stderr[-800:]
+    wheel = next(tmp_path.glob("psplava-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = set()
+    for folder, pkg in STAGES.items():
+        for f in (ROOT / folder).rglob("*.py"):
+            expected.add("/".join([*pkg.split("."), *f.relative_to(ROOT / folder).parts]))
+    for f in (ROOT / "psplava").rglob("*"):
+        if f.is_file() and f.suffix in (".py", ".yaml") and "__pycache__" not in f.parts:
+            expected.add("psplava/" + "/".join(f.relative_to(ROOT / "psplava").parts))
+    missing = sorted(expected - names)
+    assert not missing, f"missing from the wheel: {missing}"
