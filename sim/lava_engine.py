@@ -1,6 +1,6 @@
 """Run a ``.net`` file in Lava's CPU simulator (``Loihi2SimCfg(select_tag='fixed_pt')``).
 
-Only ``fixed_pt`` runs netx networks (DESIGN.md sec. 4: ``floating_pt`` asserts and the
+Only ``fixed_pt`` runs netx networks (docs/design.md, "netx and Lava": ``floating_pt`` asserts and the
 default silently picks float models).  Lava's conv is switched to torch with one thread
 (``lava.proc.conv.utils`` ships it disabled; scipy loops over channel pairs and is slower;
 more threads deadlock forked workers).  Stock CUBA files load through lava-dl's netx.

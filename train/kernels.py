@@ -27,7 +27,7 @@ the reference simulator and the tests.  All kernels are exact (no truncated kern
   ``rho(u) = scale_rho / (2 tau_rho) * exp(-|u - theta| / tau_rho)``.  See
   :class:`psplava.train.neuron.SurrogateForm` for how the paper's (alpha, beta) map.
 
-Why numba instead of lava-dl's ``utils.filter.conv``: measured in ``../shared/DESIGN.md``
+Why numba instead of lava-dl's ``utils.filter.conv``: measured in ``docs/design.md``
 (sec. 2), the recurrence is 18x faster than a 77-tap ``filter.conv`` and exact; the
 fused spike loop saves only ``rho`` for the backward pass.
 """

@@ -10,7 +10,7 @@ Per synaptic layer, for input spikes ``s`` of shape (T, N, H, W, C) or (T, N, F)
 
 Convs run as ``conv2d`` on a (T*N, C, H, W) channels-last view of the time-major
 tensor; lava-dl's ``synapse.Conv`` (conv3d over NCHWT) is 2-4x slower on a CPU
-(DESIGN.md sec. 2), which is why the synapse is not lava-dl's here.
+(docs/design.md, "Training kernels"), which is why the synapse is not lava-dl's here.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class NormKind(str, Enum):
 class _RawMomentNorm(torch.autograd.Function):
     """``a_hat = a * r``, ``r = (mean_X a^2 + lam)^-1/2``; saves only ``a_hat`` and ``r``.
 
-    Backward: ``grad_a = r * (g - a_hat * mean_X(g * a_hat))`` (DESIGN.md sec. 2).
+    Backward: ``grad_a = r * (g - a_hat * mean_X(g * a_hat))`` (docs/design.md).
     """
 
     @staticmethod
