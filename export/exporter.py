@@ -18,7 +18,7 @@ import torch
 
 from psplava import loihi
 from psplava.errors import PsplavaError
-from psplava.netfile import write_netfile
+from psplava.netfile import NetLayer, write_netfile
 from psplava.train.model import SNN, FoldError, LayerHardware
 
 
@@ -56,10 +56,11 @@ def _int(t: torch.Tensor) -> np.ndarray:
 
 
 def build_layers(model: SNN, k_max: float | None = None
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Layer dicts for :func:`psplava.netfile.write_netfile` and a quantization report."""
+                 ) -> tuple[list[NetLayer], list[dict[str, Any]]]:
+    """The file's layers (the schema :func:`psplava.netfile.read_netfile` returns) and a
+    quantization report."""
     h, w, c = model.input_shape
-    layers: list[dict[str, Any]] = [{"type": "input", "shape": (c, h, w)}]
+    layers: list[NetLayer] = [NetLayer(0, "input", (c, h, w))]
     report = []
     shape: tuple[int, ...] = model.input_shape
     with torch.no_grad():
@@ -73,34 +74,30 @@ def build_layers(model: SNN, k_max: float | None = None
                                 "or none")
             weight, wf = _int(hw.weight), hw.weight_float.numpy()
             if hw.kind == "dense" and len(shape) == 3:
-                layers.append({"type": "flatten", "shape": (int(np.prod(shape)),)})
+                layers.append(NetLayer(len(layers), "flatten", (int(np.prod(shape)),)))
                 weight, wf = weight[:, _chw_columns(shape)], wf[:, _chw_columns(shape)]
-            entry: dict[str, Any] = {"type": hw.kind, "weight": weight,
-                                     "neuron": NEURON_WRITERS[type(hw.neuron)](hw.neuron, layer)}
+            neuron = NEURON_WRITERS[type(hw.neuron)](hw.neuron, layer)
             err = wf - weight / hw.scale
             rms_w = float(np.sqrt(np.mean(np.square(wf)))) if wf.size else 0.0
             rel = float(np.sqrt(np.mean(np.square(err)))) / rms_w if rms_w else 0.0
-            entry["quant"] = {"scale": hw.scale, "rel_rms_error": rel,
-                              "max_abs_error": float(np.abs(err).max()) if err.size else 0.0}
-            if hw.kind == "conv":
-                oh, ow, oc = layer.out_shape
-                entry.update(shape=(oc, oh, ow), stride=(hw.stride, hw.stride),
-                             padding=(hw.padding, hw.padding))
-            else:
-                entry["shape"] = (int(np.prod(layer.out_shape)),)
-            if hw.bias is not None:
-                entry["bias"] = _int(hw.bias)
-            if hw.dynamic_lambda is not None:
-                entry["dynamicThreshold"] = {"lambda": float(hw.dynamic_lambda)}
+            max_err = float(np.abs(err).max()) if err.size else 0.0
+            entry = NetLayer(
+                index=len(layers), type=hw.kind, weight=weight, neuron=neuron,
+                shape=(layer.out_shape[2], layer.out_shape[0], layer.out_shape[1])
+                if hw.kind == "conv" else (int(np.prod(layer.out_shape)),),
+                stride=(hw.stride, hw.stride), padding=(hw.padding, hw.padding),
+                bias=None if hw.bias is None else _int(hw.bias),
+                dynamic_threshold=None if hw.dynamic_lambda is None
+                else {"lambda": float(hw.dynamic_lambda)},
+                quant={"scale": hw.scale, "rel_rms_error": rel, "max_abs_error": max_err})
             layers.append(entry)
             theta = layer.neuron.params.theta if isinstance(hw.neuron, loihi.SRMHardware) \
                 else layer.neuron.params.threshold
-            report.append({"layer": i, "type": hw.kind,
-                           "neuron": entry["neuron"]["type"], "scale": hw.scale,
-                           "weight_rel_rms_error": round(rel, 6),
-                           "weight_max_abs_error": round(entry["quant"]["max_abs_error"], 6),
-                           "threshold_mantissa": entry["neuron"]["vThMant"],
-                           "threshold_error": abs(entry["neuron"]["vThMant"] / hw.scale - theta)})
+            report.append({"layer": i, "type": hw.kind, "neuron": neuron["type"],
+                           "scale": hw.scale, "weight_rel_rms_error": round(rel, 6),
+                           "weight_max_abs_error": round(max_err, 6),
+                           "threshold_mantissa": neuron["vThMant"],
+                           "threshold_error": abs(neuron["vThMant"] / hw.scale - theta)})
             shape = layer.out_shape
     return layers, report
 

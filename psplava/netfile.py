@@ -13,7 +13,7 @@ Layout (netx's own; shapes are (C, H, W), Lava uses (W, H, C) = (x, y, f))::
                            type "dense":   shape (F,), weight (out, in) int with inputs in
                                            netx's flatten order (C, H, W), [bias], neuron/
     /layer/i/neuron        CUBA (stock netx): iDecay, vDecay, vThMant, refDelay, gradedSpike
-                           SRM (psplava extension, version 1): vThMant, tauS, tauR,
+                           SRM (psplava extension, version 2): vThMant, tauS, tauR,
                                   refractory ("exp" | "alpha"), psDecay, refDecay (12-bit)
     /layer/i/dynamicThreshold/lambda   causal PSP-LN (Eq. 18), SRM layers only
     /layer/i/quant/{scale, rel_rms_error, max_abs_error}
@@ -35,7 +35,10 @@ import numpy as np
 
 from psplava.errors import PsplavaError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: format 1 (psplava before the Loihi-exact arithmetic) sent SRM PSPs at 2**8 units per
+#: spike; its SRM layers mean something else now and are refused (re-export the checkpoint)
+SRM_SINCE_VERSION = 2
 
 
 class NetFileError(PsplavaError):
@@ -214,6 +217,10 @@ def read_netfile(path: str | Path) -> NetFile:
             LAYER_READERS[ltype](where, grp, layer)
             layers.append(layer)
     _check_chain(path, layers)
+    if 0 < version < SRM_SINCE_VERSION and any(l.neuron.get("type") == "SRM" for l in layers):
+        raise NetFileError(f"{path}: format {version} SRM layers use the PSP units of an older "
+                           f"psplava (2**8 per spike); re-export the checkpoint with this "
+                           f"version (format {FORMAT_VERSION})")
     return NetFile(str(path), version, layers, attrs)
 
 
@@ -243,11 +250,11 @@ def _check_chain(path: Path, layers: list[NetLayer]) -> None:
         prev = layer.shape
 
 
-def write_netfile(path: str | Path, layers: list[dict[str, Any]], attrs: dict[str, Any]) -> None:
-    """Write layer dicts (keys as in the layout above) atomically.
+def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any]) -> None:
+    """Write :class:`NetLayer` s -- the dataclass :func:`read_netfile` returns -- atomically.
 
-    ``layers[i]`` holds ``type``, ``shape`` and, per type, ``weight``, ``stride``,
-    ``padding``, ``bias``, ``neuron`` (dict), ``dynamicThreshold`` (dict), ``quant`` (dict).
+    ``stride``/``padding`` (and netx's ``dilation``/``groups``) are written for conv layers
+    only; ``bias``, ``dynamic_threshold`` and ``quant`` when present.
     """
     import h5py
 
@@ -260,14 +267,19 @@ def write_netfile(path: str | Path, layers: list[dict[str, Any]], attrs: dict[st
                 f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
             for i, layer in enumerate(layers):
                 g = f.create_group(f"layer/{i}")
-                g.create_dataset("type", (1,), "S10", [layer["type"].encode("ascii")])
-                g.create_dataset("shape", data=np.asarray(layer["shape"]))
-                for key in ("weight", "bias", "stride", "padding"):
-                    if layer.get(key) is not None:
-                        g.create_dataset(key, data=np.asarray(layer[key]))
-                if layer["type"] == "conv":
+                g.create_dataset("type", (1,), "S10", [layer.type.encode("ascii")])
+                g.create_dataset("shape", data=np.asarray(layer.shape))
+                conv = layer.type == "conv"
+                for key, value in (("weight", layer.weight), ("bias", layer.bias),
+                                   ("stride", layer.stride if conv else None),
+                                   ("padding", layer.padding if conv else None)):
+                    if value is not None:
+                        g.create_dataset(key, data=np.asarray(value))
+                if conv:
                     g.create_dataset("dilation", data=np.array([1, 1]))
                     g.create_dataset("groups", data=1)
-                for sub in ("neuron", "dynamicThreshold", "quant"):
-                    for key, value in (layer.get(sub) or {}).items():
+                for sub, values in (("neuron", layer.neuron),
+                                    ("dynamicThreshold", layer.dynamic_threshold),
+                                    ("quant", layer.quant)):
+                    for key, value in (values or {}).items():
                         g.create_dataset(f"{sub}/{key}", data=value)  # str as lava-dl does

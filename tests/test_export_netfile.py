@@ -78,7 +78,19 @@ def test_srm_causal_export_and_cli(tmp_path, capsys):
     f = read_netfile(out)
     assert f.layers[1].neuron["type"] == "SRM" and f.layers[1].dynamic_threshold == {"lambda": 0.1}
     assert main(["inspect", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == 1
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == FORMAT_VERSION
+
+
+def test_format_1_srm_files_are_refused(tmp_path):
+    """Format 1 SRM layers used 2**8-unit PSPs: reading them as format 2 would be silently
+    wrong, so the reader refuses them by name."""
+    ckpt, _ = _checkpoint(tmp_path, "srm", "none", arch="34x34x2-4c3s2-10")
+    out = tmp_path / "old.net"
+    export_checkpoint(ckpt, out)
+    with h5py.File(out, "a") as h:
+        h.attrs["psplava_format"] = 1
+    with pytest.raises(Exception, match="re-export"):
+        read_netfile(out)
 
 
 def test_export_refuses_whole_window_psp_ln_and_bntt(tmp_path, capsys):
@@ -175,3 +187,24 @@ def test_reads_lava_dl_written_file(tmp_path):
     assert f.version == 0
     assert [l.type for l in f.layers] == ["input", "conv", "conv", "flatten", "dense"]
     assert f.layers[1].neuron["type"] == "CUBA" and f.layers[1].weight.shape == (4, 2, 3, 3)
+
+
+def test_netfile_schema_round_trip(tmp_path):
+    """The writer and the reader share one dataclass: every field survives a round trip."""
+    from psplava.export.exporter import build_layers
+    from psplava.netfile import write_netfile
+
+    _, model = _checkpoint(tmp_path, "srm", "causal_psp_ln")
+    layers, _ = build_layers(model)
+    write_netfile(tmp_path / "rt.net", layers, {"note": "round trip"})
+    back = read_netfile(tmp_path / "rt.net")
+    assert back.attrs["note"] == "round trip" and len(back.layers) == len(layers)
+    for a, b in zip(layers, back.layers):
+        assert (a.index, a.type, tuple(a.shape)) == (b.index, b.type, tuple(b.shape))
+        for f in ("weight", "bias"):
+            x, y = getattr(a, f), getattr(b, f)
+            assert (x is None) == (y is None) and (x is None or np.array_equal(x, y))
+        assert a.neuron == b.neuron and a.dynamic_threshold == b.dynamic_threshold
+        assert a.quant == pytest.approx(b.quant)
+        if a.type == "conv":
+            assert (tuple(a.stride), tuple(a.padding)) == (b.stride, b.padding)

@@ -1,0 +1,95 @@
+"""Measure the deployed N-MNIST models: float / loihi (PyTorch) / reference engine / Lava.
+
+    .venv/bin/python scripts/deployed_report.py [NAME ...] [--lava-samples 3]
+
+For each ``results/deployed/<name>/`` (default: all four): the float model the fine-tune
+started from (``train.init_from`` of its config; for a model trained from scratch in loihi
+arithmetic, the same weights evaluated in float arithmetic) and the fine-tuned checkpoint in
+loihi arithmetic, both with ``psplava evaluate --split val`` (the 100 recordings the runs
+held out); then ``psplava export best.pt -o model.net``, ``psplava sim model.net --split val
+--engine reference --compare best.pt`` (all 100) and the same with ``--engine lava`` on the
+first ``--lava-samples``.  Writes ``results/deployed/<name>/summary.json`` and prints a
+Markdown table (the README's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["srm_none", "srm_psp_bn", "srm_causal_psp_ln", "cuba_psp_bn"]
+PSPLAVA = [sys.executable, "-m", "psplava.cli"]
+
+
+def _json(cmd: list[str]) -> dict:
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    out = subprocess.run(PSPLAVA + cmd, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(name: str, lava_samples: int) -> dict:
+    import yaml
+
+    run = ROOT / "results" / "deployed" / name
+    ckpt, net = run / "best.pt", run / "model.net"
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    start = cfg["train"].get("init_from")
+    t0 = time.time()
+    if start:
+        flt = _json(["evaluate", start, "--split", "val", "--json"])
+        float_source = start
+    else:
+        flt = _json(["evaluate", str(ckpt), "--split", "val", "--arithmetic", "float", "--json"])
+        float_source = f"{ckpt} in float arithmetic (trained from scratch in loihi)"
+    loihi = _json(["evaluate", str(ckpt), "--split", "val", "--json"])
+    exp = _json(["export", str(ckpt), "-o", str(net), "--eval-samples", "0"])
+    ref = _json(["sim", str(net), "--split", "val", "--engine", "reference",
+                 "--compare", str(ckpt), "--json"])
+    lava = _json(["sim", str(net), "--split", "val", "--engine", "lava", "--limit",
+                  str(lava_samples), "--compare", str(ckpt), "--json"])
+    res = {"name": name, "float_source": float_source, "float_accuracy": flt["accuracy"],
+           "loihi_accuracy": loihi["accuracy"], "loihi_arithmetic": loihi["arithmetic"],
+           "reference_accuracy": ref["accuracy"], "reference_samples": ref["samples"],
+           "reference_mismatches": ref["mismatches"]["loihi_exact"],
+           "lava_accuracy": lava["accuracy"], "lava_samples": lava["samples"],
+           "lava_mismatches": lava["mismatches"]["loihi_exact"],
+           "float_model_mismatches_total": ref["mismatches"]["float_total"],
+           "spikes_per_layer_reference": ref["spikes_per_layer"],
+           "weight_rel_rms_error": [r["weight_rel_rms_error"] for r in exp["layers"]],
+           "firing_rates_loihi": loihi["firing_rates"], "seconds": round(time.time() - t0)}
+    (run / "summary.json").write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | float (start of fine-tune) | loihi, PyTorch | reference engine | "
+             "Lava | mismatches vs PyTorch loihi (reference, all layers) | mismatches (Lava) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| `{r['name']}` | {r['float_accuracy']:.2f} | {r['loihi_accuracy']:.2f} | "
+            f"{r['reference_accuracy']:.2f} ({r['reference_samples']}) | "
+            f"{r['lava_accuracy']:.2f} ({r['lava_samples']}) | "
+            f"{sum(r['reference_mismatches'])} | {sum(r['lava_mismatches'])} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("names", nargs="*", default=NAMES)
+    ap.add_argument("--lava-samples", type=int, default=3)
+    args = ap.parse_args()
+    rows = [measure(n, args.lava_samples) for n in args.names]
+    print(table(rows))
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
