@@ -64,8 +64,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                "engine": args.engine, "seconds": round(time.time() - t0, 3)}
         print(json.dumps(res))
         return 0
-    if not args.dataset:
-        raise PsplavaError("give --input X.npy (raw spikes) or --dataset (evaluation)")
+    # dataset mode: --dataset/--root default to the run config the file carries
     return _sim_dataset(args)
 
 
