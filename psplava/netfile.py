@@ -1,6 +1,9 @@
 """The ``.net`` file: netx HDF5 plus psplava's documented, versioned extension.
 
-One schema serves the writer (:mod:`psplava.export`) and the reader (:mod:`psplava.sim`).
+One schema -- the :class:`NetLayer` dataclass -- is written by :func:`write_netfile`
+(:mod:`psplava.export`) and returned by :func:`read_netfile` (:mod:`psplava.sim`).  What
+the numbers mean (the integer dynamics) is documented in ``docs/netfile.md`` and computed
+by :mod:`psplava.loihi`.
 
 Layout (netx's own; shapes are (C, H, W), Lava uses (W, H, C) = (x, y, f))::
 
@@ -19,6 +22,7 @@ Layout (netx's own; shapes are (C, H, W), Lava uses (W, H, C) = (x, y, f))::
     /layer/i/quant/{scale, rel_rms_error, max_abs_error}
 
 Files written by lava-dl (no ``psplava_format`` attribute) read as format 0: stock netx.
+Format 1 SRM layers (an older PSP unit) are refused: re-export their checkpoint.
 Readers check everything before trusting it: unknown layer or neuron types, missing
 fields, mismatched shapes and newer format versions are errors naming layer and field
 (netx itself silently skips unknown layer types).
