@@ -87,8 +87,8 @@ def build_layers(model: SNN, k_max: float | None = None
                 if hw.kind == "conv" else (int(np.prod(layer.out_shape)),),
                 stride=(hw.stride, hw.stride), padding=(hw.padding, hw.padding),
                 bias=None if hw.bias is None else _int(hw.bias),
-                dynamic_threshold=None if hw.dynamic_lambda is None
-                else {"lambda": float(hw.dynamic_lambda)},
+                dynamic_threshold=None if hw.lam is None
+                else {"lambda": float(hw.lam)},
                 quant={"scale": hw.scale, "rel_rms_error": rel, "max_abs_error": max_err})
             layers.append(entry)
             theta = layer.neuron.params.theta if isinstance(hw.neuron, loihi.SRMHardware) \

@@ -145,7 +145,7 @@ def _run_lava_srm(net_file, x: np.ndarray) -> list[np.ndarray]:
             if layer.type == "conv":  # per output channel, broadcast over (x, y)
                 bias = np.broadcast_to(bias, shape).copy()
         neuron = SRMLayer(shape=shape, hardware=srm_hardware(layer.neuron), bias=bias,
-                          dynamic_lambda=lam, out_ps_decay=None if nxt is None else int(nxt))
+                          lam=lam, out_ps_decay=None if nxt is None else int(nxt))
         syn.a_out.connect(neuron.a_in)
         if lam is not None:
             mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]))

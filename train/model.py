@@ -67,7 +67,7 @@ class LayerHardware:
     bias: torch.Tensor | None      # per output channel / feature (integer units)
     scale: float                   # k: integer units per float unit of the membrane input
     neuron: "loihi.SRMHardware | loihi.CubaHardware"
-    dynamic_lambda: float | None   # causal PSP-LN's dynamic threshold (Eq. 18)
+    lam: float | None   # causal PSP-LN's dynamic threshold (Eq. 18)
     weight_float: torch.Tensor     # folded float weight (alpha gain included) before rounding
     stride: int = 1
     padding: int = 0
@@ -220,7 +220,7 @@ class SpikingLayer(nn.Module):
     # ------------------------------------------------------------------ deployment form
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
         """The layer with its normalization folded (eval semantics), float64, differentiable
-        in the weights: ``(weight, bias, dynamic_lambda)``.
+        in the weights: ``(weight, bias, lam)``.
 
         - PSP-BN: ``a_hat = a s_c``, ``s_c = (m2_c + lambda)^-1/2`` (running statistics), so
           ``W a_hat = W' a`` with ``W'[o, c, ...] = W[o, c, ...] s_c``.  Exact.
@@ -279,7 +279,7 @@ class SpikingLayer(nn.Module):
         wq = ste(loihi.quantize_weight(w.detach() * scale), w * scale)
         bq = None if bias is None else ste(torch.round(bias.detach() * scale), bias * scale)
         return LayerHardware(kind=self.spec.kind, weight=wq, bias=bq, scale=scale,
-                             neuron=self.neuron.hardware(scale), dynamic_lambda=dyn,
+                             neuron=self.neuron.hardware(scale), lam=dyn,
                              weight_float=w.detach(), stride=self.spec.stride,
                              padding=self.spec.kernel // 2 if self.spec.kind == "conv" else 0)
 
@@ -311,8 +311,8 @@ class SpikingLayer(nn.Module):
             if hw.bias is not None:
                 z = z + hw.bias * loihi.PSP_UNIT
             gain = None
-            if hw.dynamic_lambda is not None:
-                gain = self._dynamic_gain(y, tau_s, hw.dynamic_lambda)
+            if hw.lam is not None:
+                gain = self._dynamic_gain(y, tau_s, hw.lam)
             out = loihi_ops.srm_spikes(z, gain, hw.neuron, hw.scale * loihi.PSP_UNIT,
                                        tau_rho, scale_rho)
         else:

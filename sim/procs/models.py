@@ -56,7 +56,7 @@ class PySRMLayerFixed(PyLoihiProcessModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         shape = proc_params["shape"]
-        self.lam = proc_params["dynamic_lambda"]
+        self.lam = proc_params["lam"]
         self.state = loihi.SRMState(shape, proc_params["hardware"])
         bias = proc_params["bias"]
         self.bias = 0 if bias is None else _t(bias) * loihi.PSP_UNIT

@@ -29,13 +29,13 @@ class SRMLayer(AbstractProcess):
     """
 
     def __init__(self, *, shape: tuple[int, ...], hardware, bias=None,
-                 dynamic_lambda: float | None = None, out_ps_decay: int | None = None,
+                 lam: float | None = None, out_ps_decay: int | None = None,
                  **kwargs: Any) -> None:
         """``hardware``: :class:`psplava.loihi.SRMHardware`; ``out_ps_decay``: the 12-bit
         decay of the PSP this layer sends (the *next* layer's ``psDecay``; None for the
         output layer)."""
         super().__init__(shape=shape, hardware=hardware, bias=bias,
-                         dynamic_lambda=dynamic_lambda, out_ps_decay=out_ps_decay, **kwargs)
+                         lam=lam, out_ps_decay=out_ps_decay, **kwargs)
         self.a_in = InPort(shape=shape)
         self.m2_in = InPort(shape=(1,))
         self.s_out = OutPort(shape=shape)
