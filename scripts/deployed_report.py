@@ -37,9 +37,9 @@ def _json(cmd: list[str]) -> dict:
 def measure(name: str, lava_samples: int) -> dict:
     import yaml
 
-    run = ROOT / "results" / "deployed" / name
+    run = Path("results") / "deployed" / name  # relative: the file records the path
     ckpt, net = run / "best.pt", run / "model.net"
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / run / "config.yaml").read_text())
     start = cfg["train"].get("init_from")
     t0 = time.time()
     if start:
@@ -64,7 +64,7 @@ def measure(name: str, lava_samples: int) -> dict:
            "spikes_per_layer_reference": ref["spikes_per_layer"],
            "weight_rel_rms_error": [r["weight_rel_rms_error"] for r in exp["layers"]],
            "firing_rates_loihi": loihi["firing_rates"], "seconds": round(time.time() - t0)}
-    (run / "summary.json").write_text(json.dumps(res, indent=1) + "\n")
+    (ROOT / run / "summary.json").write_text(json.dumps(res, indent=1) + "\n")
     return res
 
 
@@ -85,8 +85,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*", default=NAMES)
     ap.add_argument("--lava-samples", type=int, default=3)
+    ap.add_argument("--table-only", action="store_true",
+                    help="print the table of the summary.json files already measured")
     args = ap.parse_args()
-    rows = [measure(n, args.lava_samples) for n in args.names]
+    if args.table_only:
+        rows = [json.loads((ROOT / "results" / "deployed" / n / "summary.json").read_text())
+                for n in args.names
+                if (ROOT / "results" / "deployed" / n / "summary.json").is_file()]
+    else:
+        rows = [measure(n, args.lava_samples) for n in args.names]
     print(table(rows))
     print(json.dumps(rows))
 
