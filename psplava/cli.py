@@ -91,7 +91,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from psplava.pipeline import run_demo
 
     config = args.config or Path(__file__).resolve().parent / "configs" / "demo_digits.yaml"
-    print(json.dumps(run_demo(config, args.set, args.out, args.lava_samples)))
+    print(json.dumps(run_demo(config, args.set, args.out, args.lava_samples,
+                              args.test_samples)))
     return 0
 
 
@@ -100,6 +101,8 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--lava-samples", type=int, default=10,
                    help="test digits to run through Lava (the reference engine runs all)")
+    p.add_argument("--test-samples", type=int, default=200,
+                   help="held-out digits scored by PyTorch and the reference engine")
     p.add_argument("--config", default=None, help="default: the packaged demo_digits.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=_cmd_demo)

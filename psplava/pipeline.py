@@ -149,8 +149,8 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     return res
 
 
-def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_samples: int
-             ) -> dict[str, Any]:
+def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_samples: int,
+             test_samples: int = 200) -> dict[str, Any]:
     """Train -> export -> simulate on the embedded digits (see configs/demo_digits.yaml)."""
     from psplava.export.exporter import export_checkpoint
     from psplava.train.config import load_config
@@ -163,8 +163,8 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_sam
           f"{cfg['model']['norm']}, {cfg['model']['arithmetic']} arithmetic) on the embedded "
           f"digits -> {out}", flush=True)
     best = train(cfg, out, progress=sys.stderr.isatty())
-    res = evaluate(out / "best.pt", split="test")
-    flt = evaluate(out / "best.pt", split="test", arithmetic="float")
+    res = evaluate(out / "best.pt", split="test", limit=test_samples)
+    flt = evaluate(out / "best.pt", split="test", limit=test_samples, arithmetic="float")
     print(f"[demo] PyTorch test accuracy {res['accuracy']:.3f} in {res['arithmetic']} "
           f"arithmetic ({flt['accuracy']:.3f} in float) on {res['samples']} held-out digits "
           f"(best validation {best['accuracy']:.3f} at epoch {best['epoch']})", flush=True)
@@ -172,8 +172,8 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_sam
     report = export_checkpoint(out / "best.pt", net)
     print(f"[demo] 2/4 exported {net}: weight rel. rms quantization error per layer "
           + ", ".join(f"{r['weight_rel_rms_error']:.2%}" for r in report), flush=True)
-    ref = simulate_dataset(str(net), "digits", None, "test", engine="reference",
-                           compare=str(out / "best.pt"))
+    ref = simulate_dataset(str(net), "digits", None, "test", limit=test_samples,
+                           engine="reference", compare=str(out / "best.pt"))
     print(f"[demo] 3/4 fixed-point reference engine: test accuracy {ref['accuracy']:.3f} on "
           f"{ref['samples']} digits ({ref['seconds']:.0f} s); spike mismatches against the "
           f"checkpoint's loihi forward: {ref['mismatches']['loihi_exact_total']}", flush=True)
