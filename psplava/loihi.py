@@ -304,9 +304,7 @@ def m2_from_sums(sums: torch.Tensor, steps: torch.Tensor | int, n: int, tau_s: f
                  ) -> torch.Tensor:
     """``m2`` in float units from ``sum_{tau<=t} sum_i y_i(tau)^2`` over ``steps`` steps."""
     c = math.e / (tau_s * PSP_UNIT)
-    return (c * c) * (sums.to(torch.float64) / (steps * n).to(torch.float64)
-                      if isinstance(steps, torch.Tensor) else
-                      sums.to(torch.float64) / float(steps * n))
+    return (c * c) * (sums.to(torch.float64) / torch.as_tensor(steps * n, dtype=torch.float64))
 
 
 def threshold_gain(m2: torch.Tensor, lam: float) -> torch.Tensor:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from psplava import loihi
@@ -168,7 +167,3 @@ def cuba_spikes(a_in: torch.Tensor, bias: torch.Tensor | None, hw: loihi.CubaHar
     """Spikes (float64 0/1) of Lava's bit-accurate CUBA neurons for the synaptic input
     ``a_in`` (T, N, ...) as it arrives (already delayed); ``unit = 64 k``."""
     return _CubaSpike.apply(a_in, bias, hw, unit, tau_rho, scale_rho)
-
-
-def to_numpy_int(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().to(torch.int64).numpy().astype(np.int32)

@@ -30,7 +30,7 @@ from psplava.train.arch import LayerSpec, conv_output_size, parse_arch
 from psplava.train.neuron import CubaNeuron, CubaParams, SRMNeuron, SRMParams
 from psplava.train import loihi_ops
 from psplava.train.loihi_ops import ste
-from psplava.train.norm import MembraneNorm, NormKind, PSPNorm
+from psplava.train.norm import MembraneNorm, NormKind, PSPNorm, causal_second_moment
 
 
 class FoldError(ConfigError):
@@ -265,12 +265,11 @@ class SpikingLayer(nn.Module):
         gradients to the float parameters)."""
         k_max = self.k_max if k_max is None else float(k_max)
         w, bias, dyn = self.folded()
+        p = self.neuron.params
         if self.neuron_kind is NeuronKind.SRM:
-            p = self.neuron.params
             w = w * p.psp_gain  # the alpha PSP's gain e / tau_s folds into the weights
             theta, theta_k_max = p.theta, loihi.SRM_THETA_K_MAX
         else:
-            p = self.neuron.params
             theta, theta_k_max = p.threshold, loihi.VTH_MANT_MAX
         with torch.no_grad():
             bias_max = float(bias.abs().max()) if bias is not None else 0.0
@@ -298,12 +297,11 @@ class SpikingLayer(nn.Module):
             a = y.detach() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
                 if self.neuron_kind is NeuronKind.SRM else y.detach()
             self.pre.track(a)
+        T, N = y.shape[:2]
         if self.spec.kind == "conv":
-            T, N = y.shape[:2]
             z = loihi_ops.integer_synapse(_to_nchw(y), hw.weight, "conv", hw.stride, hw.padding)
             z = _from_nchw(z, T, N)
         else:
-            T, N = y.shape[:2]
             z = loihi_ops.integer_synapse(y.reshape(T * N, -1), hw.weight, "dense")
             z = z.reshape(T, N, -1)
         tau_rho, scale_rho = self.neuron.surrogate()
@@ -326,10 +324,7 @@ class SpikingLayer(nn.Module):
         """``sqrt(m2(t) + lambda)`` (T, N): the exact value of the file's moment process,
         with the gradient of the same float formula."""
         exact = loihi.threshold_gain(loihi.causal_m2(y.detach().to(torch.int64), tau_s), lam)
-        T = y.shape[0]
-        c = math.e / (tau_s * loihi.PSP_UNIT)
-        steps = torch.arange(1, T + 1, dtype=torch.float64, device=y.device)[:, None]
-        m2 = (c * c) * y.square().flatten(2).mean(dim=2).cumsum(dim=0) / steps
+        m2 = causal_second_moment(y * (math.e / (tau_s * loihi.PSP_UNIT)))  # float PSP units
         return ste(exact, torch.sqrt(m2 + lam))
 
     def _synapse(self, a: torch.Tensor, w: torch.Tensor, stride: int, padding: int
