@@ -223,3 +223,31 @@ def test_cuba_neuron_is_lava_dl():
                                     tau_grad=0.03, scale_grad=3.0)(x.permute(1, 4, 2, 3, 0))
     torch.testing.assert_close(ours, ref.permute(4, 0, 2, 3, 1))
     assert ours.sum() > 0
+
+
+def test_cuba_loihi_forward_has_lava_dl_gradient():
+    """The loihi CUBA forward's spikes and input gradients equal lava-dl's float CUBA
+    neuron (the oracle here) on inputs on the 1/64 grid: guards the surrogate's width and
+    height (lava-dl multiplies tau_rho by 100 and scale_rho by 0.1 inside ``spike()``)."""
+    from psplava import loihi
+    from psplava.train import loihi_ops
+    from psplava.train.neuron import CubaNeuron, CubaParams
+
+    torch.manual_seed(0)
+    n = CubaNeuron(CubaParams())
+    T, N, C = 100, 4, 64
+    xi = torch.round((torch.rand(T, N, C) < 0.1).double()
+                     * torch.randn(T, N, C).double().abs() * 0.8 * 64)
+    w = torch.randn(T, N, C).double()
+    xf = (xi / 64).float().requires_grad_(True)
+    sf = n(xf)
+    (sf * w.float()).sum().backward()
+    xq = xi.clone().requires_grad_(True)
+    tau, scale = n.surrogate()
+    sq = loihi_ops.cuba_spikes(xq, None, n.hardware(64.0), 64.0 * 2 ** loihi.CUBA_SHIFT,
+                               tau, scale)
+    (sq * w).sum().backward()
+    assert sf.sum() > 100 and torch.equal(sf.double(), sq)
+    g_ref, g = xf.grad.double().flatten(), xq.grad.flatten() * 64
+    assert torch.nn.functional.cosine_similarity(g_ref, g, dim=0) > 0.999
+    assert abs(g.norm() / g_ref.norm() - 1) < 0.01

@@ -227,8 +227,13 @@ class CubaNeuron(torch.nn.Module):
         return self.neuron.device_params
 
     def surrogate(self) -> tuple[float, float]:
-        """(tau_rho, scale_rho) of lava-dl's surrogate for this neuron."""
-        return float(self.neuron.tau_rho), float(self.neuron.scale_rho)
+        """(tau_rho, scale_rho) of lava-dl's surrogate for this neuron, as its ``spike()``
+        passes them to ``Spike.apply``: ``neuron.tau_rho`` and ``scale_rho`` times lava-dl's
+        module constants ``TAU_RHO_MULT`` (100) and ``SCALE_RHO_MULT`` (0.1).  Without the
+        multipliers the surrogate is 100x narrower and the loihi forward's gradients vanish
+        (a CUBA net then never learns)."""
+        return (float(self.neuron.tau_rho) * slayer_cuba.TAU_RHO_MULT,
+                float(self.neuron.scale_rho) * slayer_cuba.SCALE_RHO_MULT)
 
     def hardware(self, scale: float) -> loihi.CubaHardware:
         """Integer parameters for weight scale ``scale``: lava-dl's own 12-bit decays, the
