@@ -133,7 +133,13 @@ def dec_round(v: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def dec_trunc(v: torch.Tensor, d: int) -> torch.Tensor:
-    """12-bit decay truncated toward zero: Loihi's CUBA current and voltage."""
+    """12-bit decay truncated toward zero: Loihi's CUBA current and voltage.
+
+    int64 or float64 ``v`` holding integers: in float64, ``v (4096 - d) / 4096`` is exact
+    for ``|v| < 2**40`` (the factor is a multiple of 2**-12), and one ``trunc`` is 4-5x
+    faster on a CPU than int64's sign/abs/shift (the reference engine's CUBA layers)."""
+    if v.is_floating_point():
+        return torch.trunc(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))
     p = v * (DECAY_UNITY - int(d))
     return torch.sign(p) * (p.abs() >> DECAY_SHIFT)
 
@@ -147,6 +153,16 @@ def wrap24(z: torch.Tensor) -> torch.Tensor:
 _F32_EXACT = float(1 << 24)   # integers below this add exactly in float32
 
 
+def _abs_max(x: torch.Tensor) -> float:
+    """``max |x|``; 1 for spikes (bool) without scanning them."""
+    if not x.numel():
+        return 0.0
+    if x.dtype == torch.bool:
+        return 1.0
+    lo, hi = torch.aminmax(x)
+    return float(max(-lo, hi))
+
+
 def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int) -> torch.Tensor:
     """``fn(x, w)`` (a conv or a matmul of integers) computed exactly, as int64.
 
@@ -154,8 +170,8 @@ def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int) -> torch.Te
     ``fan_in max|x| max|w| < 2**24`` (spikes), on the two 8-bit halves of ``x`` when only
     that fits (PSPs below 2**16), else in float64 (exact below 2**53).
     """
-    xmax = float(x.abs().max()) if x.numel() else 0.0
-    wmax = float(w.abs().max()) if w.numel() else 0.0
+    xmax = _abs_max(x)
+    wmax = _abs_max(w)
     w32 = w.to(torch.float32)
     if fan_in * xmax * wmax < _F32_EXACT:
         return torch.round(fn(x.to(torch.float32), w32)).to(torch.int64)
@@ -181,7 +197,7 @@ def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int = 1, paddin
         fan_in = int(w[0].numel())
         z = _exact_matmul(lambda a, b: F.conv2d(a, b, stride=stride, padding=padding),
                           x, w, fan_in)
-        if z.numel() and int(z.abs().max()) >= STATE_MAX:
+        if fan_in * _abs_max(x) * _abs_max(w) >= STATE_MAX and _abs_max(z) >= STATE_MAX:
             z = wrap24(z)
         return z
     return _exact_matmul(lambda a, b: a @ b.t(), x, w, int(w.shape[1]))
@@ -328,34 +344,42 @@ class CubaState:
     ``v > vThMant << 6``, then ``v = 0``.  ``v`` before the reset is kept in ``v_pre``."""
 
     def __init__(self, shape: tuple[int, ...], hw: CubaHardware,
-                 bias: torch.Tensor | None = None, device: torch.device | str = "cpu") -> None:
+                 bias: torch.Tensor | None = None, device: torch.device | str = "cpu",
+                 max_abs_input: float | None = None) -> None:
         self.hw = hw
+        # |u| <= max|a_in| 64 * 4096 / iDecay: when that is below 2**23 the wrap never fires
+        # (an exact shortcut for a run whose inputs are known in advance)
+        self.may_wrap = max_abs_input is None or hw.i_decay <= 0 or \
+            max_abs_input * (1 << CUBA_SHIFT) * DECAY_UNITY / hw.i_decay >= STATE_MAX
         self.vth = int(hw.v_th_mant) << CUBA_SHIFT
-        self.bias = 0 if bias is None else bias.to(torch.int64) << CUBA_SHIFT
-        self.u = torch.zeros(shape, dtype=torch.int64, device=device)
-        self.v = torch.zeros(shape, dtype=torch.int64, device=device)
+        # integers held in float64 (exact: every value stays below 2**40), for speed
+        self.bias = 0 if bias is None else (bias.to(torch.int64) << CUBA_SHIFT).double()
+        self.u = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.v = torch.zeros(shape, dtype=torch.float64, device=device)
         self.v_pre = self.v
 
     def step(self, a_in: torch.Tensor) -> torch.Tensor:
-        cur = dec_trunc(self.u, self.hw.i_decay) + (a_in.to(torch.int64) << CUBA_SHIFT)
-        wrapped = torch.where(cur > STATE_MAX, cur - 2 * STATE_MAX, cur)
-        wrapped = torch.where(wrapped <= -STATE_MAX, cur + 2 * STATE_MAX, wrapped)  # as Lava
-        self.u = wrapped
+        cur = dec_trunc(self.u, self.hw.i_decay) + a_in.to(torch.float64) * (1 << CUBA_SHIFT)
+        if self.may_wrap:
+            wrapped = torch.where(cur > STATE_MAX, cur - 2 * STATE_MAX, cur)
+            cur = torch.where(wrapped <= -STATE_MAX, cur + 2 * STATE_MAX, wrapped)  # as Lava
+        self.u = cur
         v = dec_trunc(self.v, self.hw.v_decay) + self.u + self.bias
         v = torch.clamp(v, -STATE_MAX + 1, STATE_MAX - 1)
         self.v_pre = v
         s = v > self.vth
-        self.v = torch.where(s, torch.zeros_like(v), v)
+        self.v = v.masked_fill(s, 0.0)
         return s
 
 
 def cuba_run(a_in: torch.Tensor, hw: CubaHardware, bias: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes (bool) and the pre-reset voltage (int64) of CUBA neurons for the synaptic
-    input ``a_in`` (T, N, ...) as it arrives at the neurons (already delayed)."""
-    state = CubaState(a_in.shape[1:], hw, bias, a_in.device)
+    """Spikes (bool) and the pre-reset voltage (integers in float64) of CUBA neurons for
+    the synaptic input ``a_in`` (T, N, ...) as it arrives at the neurons (already delayed)."""
+    a_in = a_in.to(torch.float64)
+    state = CubaState(a_in.shape[1:], hw, bias, a_in.device, _abs_max(a_in))
     s = torch.empty(a_in.shape, dtype=torch.bool, device=a_in.device)
-    v = torch.empty(a_in.shape, dtype=torch.int64, device=a_in.device)
+    v = torch.empty(a_in.shape, dtype=torch.float64, device=a_in.device)
     for t in range(a_in.shape[0]):
         s[t] = state.step(a_in[t])
         v[t] = state.v_pre
