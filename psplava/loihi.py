@@ -184,7 +184,8 @@ def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int) -> torch.Te
     return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(torch.int64)
 
 
-def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int = 1, padding: int = 0
+def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int | tuple[int, int] = 1,
+            padding: int | tuple[int, int] = 0
             ) -> torch.Tensor:
     """Integer synaptic input (int64) of integer messages ``x`` through integer weights ``w``.
 

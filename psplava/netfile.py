@@ -63,6 +63,7 @@ class NetLayer:
     neuron: dict[str, Any] = field(default_factory=dict)
     dynamic_threshold: dict[str, float] | None = None
     quant: dict[str, float] = field(default_factory=dict)
+    delay: np.ndarray | None = None        # lava-dl's axonal delays (dense), steps
 
 
 @dataclass
@@ -152,6 +153,8 @@ def _read_dense(where, grp, layer: NetLayer) -> None:
         raise NetFileError(f"{where}: field 'weight' has shape {w.shape}, expected "
                            f"({n_out}, inputs)")
     layer.weight = w
+    if "delay" in grp:
+        layer.delay = np.asarray(grp["delay"][()]).astype(np.int64)
     _read_common(where, grp, layer)
 
 
@@ -230,10 +233,11 @@ def read_netfile(path: str | Path) -> NetFile:
 
 def _check_chain(path: Path, layers: list[NetLayer]) -> None:
     """Input sizes of consecutive layers must agree."""
-    if not layers or layers[0].type != "input":
-        raise NetFileError(f"{path}: layer/0 must be an 'input' layer with a shape")
-    prev = layers[0].shape
-    for layer in layers[1:]:
+    if not layers or layers[0].type not in ("input", "dense"):
+        raise NetFileError(f"{path}: layer/0 must be an 'input' layer with a shape (or a "
+                           "'dense' layer, as lava-dl writes dense-first networks)")
+    prev = layers[0].shape if layers[0].type == "input" else (int(layers[0].weight.shape[1]),)
+    for layer in layers if layers[0].type == "dense" else layers[1:]:
         where = f"{path}: layer/{layer.index}"
         if layer.type == "conv":
             if len(prev) != 3 or layer.weight.shape[1] != prev[0]:
@@ -252,6 +256,23 @@ def _check_chain(path: Path, layers: list[NetLayer]) -> None:
         elif layer.type == "flatten":
             layer.shape = (int(np.prod(prev)),)
         prev = layer.shape
+
+
+def input_shape(net: NetFile) -> tuple[int, ...]:
+    """One step of a file's input, Lava order (the ``--input`` contract, docs/netfile.md):
+    for a file that starts with an ``input`` layer, its shape (x, y, f) -- what lava-dl's
+    tests feed the input neuron's ``a_in`` when it has one, else spikes; for a dense-first
+    file, (F,) spikes."""
+    first = net.layers[0]
+    if first.type == "input":
+        shape = first.shape
+        if len(shape) == 3:
+            return (int(shape[2]), int(shape[1]), int(shape[0]))
+        return (int(np.prod(shape)),)
+    if first.type == "dense":
+        return (int(first.weight.shape[1]),)
+    raise NetFileError(f"{net.path}: layer/0 is {first.type!r}; a network starts with an "
+                       "'input' or a 'dense' layer")
 
 
 def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any]) -> None:

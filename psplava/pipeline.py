@@ -68,17 +68,19 @@ def count_mismatches(engine: list[np.ndarray], ref: list[np.ndarray], delays: li
     return out
 
 
-def _engine_batch(model: str, net, x: np.ndarray, engine: str) -> list[np.ndarray]:
-    """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C)."""
-    from psplava.sim.fixed import internal_to_lava, lava_layer_to_internal, run_fixed
+def _engine_batch(net, x: np.ndarray, lava_net=None, progress=None) -> list[np.ndarray]:
+    """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C): the reference engine, or
+    the Lava network ``lava_net`` (built once per run) when given."""
+    from psplava.sim.fixed import internal_to_lava, run_fixed
 
-    if engine == "reference":
-        return run_fixed(net, x)
-    from psplava.sim.lava_engine import run_lava
-
-    per_sample = [run_lava(model, internal_to_lava(x[:, n:n + 1])[0]) for n in range(x.shape[1])]
-    return [np.concatenate([lava_layer_to_internal(s[i]) for s in per_sample], axis=1)
-            for i in range(len(per_sample[0]))]
+    if lava_net is None:
+        out = run_fixed(net, x)
+        if progress is not None:
+            progress.update(x.shape[1])
+        return out
+    outs = lava_net.run(internal_to_lava(x), progress)  # each (N, ..., T)
+    return [np.moveaxis(o, -1, 0) if o.ndim == 3 else o.transpose(4, 0, 2, 1, 3)
+            for o in outs]
 
 
 def file_latency(net) -> int:
@@ -91,13 +93,17 @@ def file_latency(net) -> int:
 def simulate_dataset(model: str, dataset: str | None, root: str | None, split: str,
                      limit: int | None = None, engine: str = "reference",
                      compare: str | None = None, steps: int | None = None,
-                     dt: float | None = None) -> dict[str, Any]:
+                     dt: float | None = None, progress: bool = False) -> dict[str, Any]:
     """Accuracy of a ``.net`` file on a dataset; with ``compare`` (a checkpoint) also the
     per-layer spike mismatches against its loihi-arithmetic forward and its float model.
 
     Each sample runs ``T + latency`` steps (the input padded with empty steps), as the
-    loihi-arithmetic model does, so both count the same output spikes.
+    loihi-arithmetic model does, so both count the same output spikes.  The Lava engine
+    builds the network once for the run (:class:`psplava.sim.lava_engine.LavaNetwork`) and
+    records every layer only with ``compare`` (else the output layer: fewer processes).
     """
+    from tqdm import tqdm
+
     from psplava.data import dataset_from_config
     from psplava.netfile import read_netfile
 
@@ -124,25 +130,39 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     correct = 0
     exact_mm = float_mm = spikes = None
     t0 = time.time()
-    batch = 16 if engine == "reference" else 1
-    for start in range(0, n, batch):
-        idx = range(start, min(n, start + batch))
-        xs = np.stack([ds[i][0] for i in idx], axis=1)  # (T, B, H, W, C)
-        ys = np.array([ds[i][1] for i in idx])
-        xp = np.concatenate([xs, np.zeros((lag, *xs.shape[1:]), xs.dtype)], axis=0)
-        outs = _engine_batch(model, net, xp, engine)
-        counts = outs[-1].reshape(outs[-1].shape[0], len(ys), -1).sum(axis=0)
-        correct += int((counts.argmax(axis=1) == ys).sum())
-        layer_spikes = [int(o.sum()) for o in outs]
-        spikes = layer_spikes if spikes is None else [a + b for a, b in zip(spikes, layer_spikes)]
-        if ref is not None:
-            e = count_mismatches(outs, ref.loihi_exact(xp), [0] * len(outs), xp.shape[0])
-            delays = [ref.delay(i) for i in range(len(outs))]
-            f = count_mismatches(outs, ref.float_spikes(xs), delays, xs.shape[0])
-            exact_mm = e if exact_mm is None else [a + b for a, b in zip(exact_mm, e)]
-            float_mm = f if float_mm is None else [a + b for a, b in zip(float_mm, f)]
+    lava_net = None
+    if engine == "lava":
+        from psplava.sim.lava_engine import LavaNetwork
+
+        lava_net = LavaNetwork(model, int(d["steps"]) + lag, "all" if ref else "last")
+    batch = 16
+    bar = tqdm(total=n, desc=f"sim ({engine})", unit="sample", disable=not progress,
+               file=sys.stderr)
+    try:
+        for start in range(0, n, batch):
+            idx = range(start, min(n, start + batch))
+            xs = np.stack([ds[i][0] for i in idx], axis=1)  # (T, B, H, W, C)
+            ys = np.array([ds[i][1] for i in idx])
+            xp = np.concatenate([xs, np.zeros((lag, *xs.shape[1:]), xs.dtype)], axis=0)
+            outs = _engine_batch(net, xp, lava_net, bar)
+            counts = outs[-1].reshape(outs[-1].shape[0], len(ys), -1).sum(axis=0)
+            correct += int((counts.argmax(axis=1) == ys).sum())
+            layer_spikes = [int(o.sum()) for o in outs]
+            spikes = layer_spikes if spikes is None else \
+                [a + b for a, b in zip(spikes, layer_spikes)]
+            if ref is not None:
+                e = count_mismatches(outs, ref.loihi_exact(xp), [0] * len(outs), xp.shape[0])
+                delays = [ref.delay(i) for i in range(len(outs))]
+                f = count_mismatches(outs, ref.float_spikes(xs), delays, xs.shape[0])
+                exact_mm = e if exact_mm is None else [a + b for a, b in zip(exact_mm, e)]
+                float_mm = f if float_mm is None else [a + b for a, b in zip(float_mm, f)]
+    finally:
+        bar.close()
+        if lava_net is not None:
+            lava_net.close()
     res = {"accuracy": correct / max(n, 1), "samples": n, "engine": engine,
-           "spikes_per_layer": spikes, "seconds": round(time.time() - t0, 2)}
+           "spikes_per_layer": spikes, "seconds": round(time.time() - t0, 2),
+           "layers_recorded": "all" if lava_net is None or ref else "last"}
     if ref is not None:
         res["mismatches"] = {"loihi_exact": exact_mm, "loihi_exact_total": sum(exact_mm),
                              "float": float_mm, "float_total": sum(float_mm)}

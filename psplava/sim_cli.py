@@ -34,29 +34,34 @@ def _pad(x: np.ndarray, steps: int) -> np.ndarray:
     return np.concatenate([x, pad], axis=-1)
 
 
-def _run_one(model: str, x: np.ndarray, engine: str) -> list[np.ndarray]:
-    """Every neuron layer's spikes, Lava order, for one sample (x, y, f, T)."""
-    if engine == "lava":
-        from psplava.sim.lava_engine import run_lava
+def _run_one(model: str, x: np.ndarray, engine: str) -> np.ndarray:
+    """The output layer's output, Lava order ((x, y, f, T) or (F, T)), for one input x
+    (:func:`psplava.netfile.input_shape` + (T,))."""
+    from psplava.netfile import input_shape, read_netfile
 
-        return run_lava(model, x)
-    from psplava.netfile import read_netfile
+    net = read_netfile(model)
+    expected = input_shape(net)
+    if tuple(x.shape[:-1]) != expected:
+        raise PsplavaError(f"{model}: the input has shape {tuple(x.shape[:-1])} per step, the "
+                           f"network expects {expected} (see docs/netfile.md, 'Input')")
+    if engine == "lava":
+        from psplava.sim.lava_engine import LavaNetwork
+
+        with LavaNetwork(model, x.shape[-1], "last") as lava:
+            return lava.run(x[None])[-1][0]
     from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 
-    outs = run_fixed(read_netfile(model), lava_to_internal(x))
-    return [internal_to_lava(o)[0] for o in outs]
+    return internal_to_lava(run_fixed(net, lava_to_internal(x))[-1])[0]
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     if args.input:
-        if args.steps is None or args.output is None:
-            raise PsplavaError("--input needs --steps and --output")
-        x = _pad(_load_input(args.input), args.steps)
-        if x.ndim == 2:
-            raise PsplavaError(f"{args.input}: flat (F, T) inputs are not supported yet; "
-                               "give (x, y, f, T)")
+        if args.output is None:
+            raise PsplavaError("--input needs --output")
+        x = _load_input(args.input)
+        x = _pad(x, args.steps or x.shape[-1])
         t0 = time.time()
-        out = _run_one(args.model, x, args.engine)[-1]
+        out = _run_one(args.model, x, args.engine)
         with atomic_path(args.output) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, out.astype(np.uint8) if out.dtype == bool else out)
@@ -72,7 +77,8 @@ def _sim_dataset(args: argparse.Namespace) -> int:
     from psplava.pipeline import simulate_dataset
 
     res = simulate_dataset(args.model, args.dataset, args.root, args.split, args.limit,
-                           args.engine, args.compare, args.steps, args.dt)
+                           args.engine, args.compare, args.steps, args.dt,
+                           progress=not args.no_progress)
     print(f"{args.engine}: accuracy {res['accuracy']:.4f} on {res['samples']} samples")
     if "mismatches" in res:
         mm = res["mismatches"]
@@ -86,9 +92,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="run a .net file in Lava or the reference engine")
     p.add_argument("model")
     p.add_argument("--engine", choices=["lava", "reference"], default="lava")
-    p.add_argument("--input", help="raw input spikes .npy, Lava order (x, y, f, T)")
-    p.add_argument("--steps", type=int, default=None, help="steps to run (input zero-padded)")
-    p.add_argument("--output", help="output .npy of the output layer's spikes")
+    p.add_argument("--input", help="one input .npy, Lava order, shape = the file's input "
+                   "shape + (T,): (x, y, f, T) or (F, T) spikes, or the input neuron's a_in "
+                   "(graded integers) for a file that starts with an input neuron "
+                   "(docs/netfile.md, 'Input')")
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps to run (input zero-padded or cut; default: the input's T, or "
+                   "the file's config in dataset mode)")
+    p.add_argument("--output", help="output .npy of the output layer's output, Lava order")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
     p.add_argument("--root", default=None)
     p.add_argument("--split", default="test", choices=["train", "test", "val"],

@@ -25,13 +25,15 @@ import numpy as np
 import torch
 
 from psplava import loihi
-from psplava.netfile import NetFile, NetFileError, NetLayer
+from psplava.netfile import NetFile, NetFileError, NetLayer, input_shape
 
 
 def lava_to_internal(x: np.ndarray) -> np.ndarray:
-    """(x, y, f, T) or (N, x, y, f, T) spikes -> (T, N, H, W, C)."""
-    if x.ndim == 4:
+    """(x, y, f, T) or (N, x, y, f, T) -> (T, N, H, W, C); (F, T) or (N, F, T) -> (T, N, F)."""
+    if x.ndim in (2, 4):
         x = x[None]
+    if x.ndim == 3:
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
     return np.ascontiguousarray(x.transpose(4, 0, 2, 1, 3))
 
 
@@ -73,7 +75,8 @@ def _synapse(layer: NetLayer, msg: torch.Tensor) -> torch.Tensor:
     w = torch.from_numpy(np.asarray(layer.weight, dtype=np.int64))
     if layer.type == "conv":
         x = msg.reshape(T * N, *msg.shape[2:]).permute(0, 3, 1, 2)
-        z = loihi.synapse(x, w, "conv", int(layer.stride[0]), int(layer.padding[0]))
+        z = loihi.synapse(x, w, "conv", tuple(map(int, layer.stride)),
+                          tuple(map(int, layer.padding)))
         z = z.permute(0, 2, 3, 1)
         return z.reshape(T, N, *z.shape[1:])
     if msg.dim() == 5:  # flatten in netx's (C, H, W) order
@@ -82,36 +85,49 @@ def _synapse(layer: NetLayer, msg: torch.Tensor) -> torch.Tensor:
     return z.reshape(T, N, -1)
 
 
+def internal_input_shape(net: NetFile) -> tuple[int, ...]:
+    """One step of the file's input in this engine's layout: (H, W, C) or (F,)."""
+    shape = input_shape(net)
+    return (shape[1], shape[0], shape[2]) if len(shape) == 3 else shape
+
+
 def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
-    """Spikes of every neuron layer, each (T, N, ...) bool, for input x (T, N, H, W, C)."""
+    """Output of every neuron layer, each (T, N, ...) bool, for input x (T, N, H, W, C) or
+    (T, N, F) (:func:`psplava.netfile.input_shape`; graded integers for a file whose
+    ``input`` layer has a neuron, which receives them as its ``a_in``)."""
     layers = [layer for layer in net.layers if layer.type in ("conv", "dense")]
     if not layers:
         raise NetFileError(f"{net.path}: no conv or dense layers to run")
-    c, h, w = net.layers[0].shape if len(net.layers[0].shape) == 3 else (0, 0, 0)
-    if tuple(x.shape[2:]) != (h, w, c):
-        raise NetFileError(f"{net.path}: input has shape (H, W, C) = {x.shape[2:]}, the "
-                           f"network expects {(h, w, c)}")
+    expected = internal_input_shape(net)
+    if tuple(x.shape[2:]) != expected:
+        raise NetFileError(f"{net.path}: input has shape {tuple(x.shape[2:])} per step, the "
+                           f"network expects {expected} ((H, W, C) or (F,))")
+    if any(layer.delay is not None for layer in layers):
+        raise NetFileError(f"{net.path}: axonal delays are not supported by the reference "
+                           "engine yet; run the file with --engine lava")
+    in_neuron = net.layers[0] if net.layers[0].type == "input" and net.layers[0].neuron \
+        else None
     types = {str(layer.neuron.get("type")) for layer in layers}
+    if in_neuron is not None:
+        types.add(str(in_neuron.neuron.get("type")))
     if types not in ({"SRM"}, {"CUBA"}, {"LOIHI"}, {"CUBA", "LOIHI"}):
         raise NetFileError(f"{net.path}: the reference engine runs all-CUBA or all-SRM "
                            f"networks, found neuron types {sorted(types)}")
-    srm = types == {"SRM"}
+    if types != {"SRM"}:
+        return _run_cuba(layers, torch.from_numpy(np.asarray(x)), in_neuron)
     s = torch.from_numpy(np.asarray(x) != 0)
-    if not srm:
-        return _run_cuba(layers, s)
     outs = []
     for layer in layers:
         shape = _out_shape(layer)
-        if srm:
-            y = loihi.psp(s, int(layer.neuron["psDecay"]))
-            z = _synapse(layer, y)
-            if layer.bias is not None:
-                z = z + torch.from_numpy(np.asarray(layer.bias, np.int64)) * loihi.PSP_UNIT
-            gain = None
-            if layer.dynamic_threshold is not None:
-                m2 = loihi.causal_m2(y, float(layer.neuron["tauS"]))
-                gain = loihi.threshold_gain(m2, float(layer.dynamic_threshold["lambda"]))
-            s, _ = loihi.srm_run(z, srm_hardware(layer.neuron), gain)
+        y = loihi.psp(s, int(layer.neuron["psDecay"]))
+        z = _synapse(layer, y)
+        if layer.bias is not None:
+            z = z + torch.from_numpy(np.asarray(layer.bias, np.int64)) * loihi.PSP_UNIT
+        gain = None
+        if layer.dynamic_threshold is not None:
+            m2 = loihi.causal_m2(y, float(layer.neuron["tauS"]))
+            gain = loihi.threshold_gain(m2, float(layer.dynamic_threshold["lambda"]))
+        s, _ = loihi.srm_run(z, srm_hardware(layer.neuron), gain)
         s = s.reshape(s.shape[0], s.shape[1], *shape)
         outs.append(s.numpy())
     return outs
@@ -125,12 +141,23 @@ def _max_input(layer: NetLayer) -> float:
     return float(w.reshape(w.shape[0], -1).sum(axis=1).max()) if w.size else 0.0
 
 
-def _run_cuba(layers: list[NetLayer], s: torch.Tensor) -> list[np.ndarray]:
+def _run_cuba(layers: list[NetLayer], x: torch.Tensor,
+              in_neuron: NetLayer | None = None) -> list[np.ndarray]:
     """CUBA networks time-major, as Lava steps them: per step, every layer's synapse (its
     input's spikes of the previous step, Lava's one-step buffer) and neuron update.  Each
-    step's tensors stay in the CPU cache, and spikes (0/1) need no exactness fallback."""
-    T, N = s.shape[:2]
+    step's tensors stay in the CPU cache, and spikes (0/1) need no exactness fallback.
+
+    ``in_neuron``: the file's ``input`` layer with a neuron; ``x`` is then its ``a_in``
+    (graded integers, no synapse and no delay in front of it, as netx's Input block) and
+    its spikes are the first output."""
+    T, N = x.shape[:2]
     states, pending, outs = [], [], []
+    first = None
+    if in_neuron is not None:
+        first = loihi.CubaState((N, *x.shape[2:]), cuba_hardware(in_neuron.neuron))
+        outs.append(torch.empty(x.shape, dtype=torch.bool))
+    else:
+        x = x != 0
     for layer in layers:
         shape = _out_shape(layer)
         bias = None if layer.bias is None else torch.from_numpy(np.asarray(layer.bias, np.int64))
@@ -138,11 +165,15 @@ def _run_cuba(layers: list[NetLayer], s: torch.Tensor) -> list[np.ndarray]:
                                       max_abs_input=_max_input(layer)))
         pending.append(torch.zeros((N, *shape), dtype=torch.float64))
         outs.append(torch.empty((T, N, *shape), dtype=torch.bool))
+    k = 0 if first is None else 1
     for t in range(T):
-        spikes = s[t:t + 1]
+        spikes = x[t:t + 1]
+        if first is not None:
+            spikes = first.step(spikes[0])[None]
+            outs[0][t] = spikes[0]
         for i, layer in enumerate(layers):
             z = _synapse(layer, spikes)[0]           # exact: spikes x int weights < 2**24
             spikes = states[i].step(pending[i])[None]
             pending[i] = z.to(torch.float64)
-            outs[i][t] = spikes[0]
+            outs[k + i][t] = spikes[0]
     return [o.numpy() for o in outs]

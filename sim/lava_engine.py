@@ -1,21 +1,42 @@
 """Run a ``.net`` file in Lava's CPU simulator (``Loihi2SimCfg(select_tag='fixed_pt')``).
 
-Only ``fixed_pt`` runs netx networks (docs/design.md, "netx and Lava": ``floating_pt`` asserts and the
-default silently picks float models).  Lava's conv is switched to torch with one thread
-(``lava.proc.conv.utils`` ships it disabled; scipy loops over channel pairs and is slower;
-more threads deadlock forked workers).  Stock CUBA files load through lava-dl's netx.
+:class:`LavaNetwork` builds and compiles the network **once** and streams samples through
+it: one window of ``steps`` steps per sample, all neuron state reset at each window's first
+step (:mod:`psplava.sim.procs`, "Windows"), so every sample sees a fresh network.  Input
+spikes come from a memory-mapped ``.npy`` file holding a chunk of samples back to back,
+outputs go to memory-mapped files (:class:`~psplava.sim.procs.process.FileSource`,
+:class:`~psplava.sim.procs.process.FileSink`): no ``Var.get``/``set`` round trips, which
+cost ~0.3 s each here and hang in lava-nc 0.10 for large buffers.
+
+- Stock netx files (CUBA / LOIHI neurons) are built by lava-dl's ``netx.hdf5.Network`` as
+  they are; only the LIF process model is exchanged (``exception_proc_model_map``) for
+  :class:`~psplava.sim.procs.models.PyLifWindowModel`, Lava's own bit-accurate model plus
+  the window reset.
+- All-SRM files (psplava's extension) are built from :mod:`psplava.sim.procs`.
+- Files whose state the window reset cannot clear (axonal delays keep several steps of
+  messages in flight) are rebuilt per sample, as stock netx would run them.
+
+Input (the ``--input`` contract, docs/netfile.md): for a file whose first layer is an
+``input`` layer with a neuron, what lava-dl's tests feed that neuron's ``a_in``; otherwise
+the first layer's spike input, (x, y, f, T) or (F, T).
+
+Only ``fixed_pt`` runs netx networks (docs/design.md, "netx and Lava": ``floating_pt``
+asserts and the default silently picks float models).  Lava's conv is switched to torch
+with one thread (``lava.proc.conv.utils`` ships it disabled; scipy loops over channel
+pairs, 10x slower on the paper's net; more threads deadlock forked workers).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from psplava.lavadl import import_lava_runtime
-from psplava.netfile import NetFileError, read_netfile
+from psplava.netfile import NetFileError, input_shape, read_netfile
 
 import_lava_runtime()
 
@@ -35,6 +56,8 @@ def _exact_torch_conv(input_, weight, kernel_size, stride, padding, dilation, gr
     return np.rint(out[0].numpy().transpose([2, 1, 0])).astype(weight.dtype)
 
 
+
+
 def _torch_conv() -> None:
     import torch
     import lava.proc.conv.models as conv_models
@@ -46,52 +69,181 @@ def _torch_conv() -> None:
 
 
 #: neuron types that run through lava-dl's netx as they are.  SDNN files read fine but
+
+
+#: neuron types that run through lava-dl's netx as they are.  SDNN files read fine but
 #: their netx ``Input`` block fails to compile with lava-nc 0.10 in fixed_pt ("No
-#: subcompiler exists for ... PyInputModel"), so they are refused with that reason.
+#: subcompiler exists for ... PyInputModel") and their sigma-delta models have no window
+#: reset yet, so the Lava engine refuses them with that reason.
 STOCK_NETX_NEURONS = {"CUBA", "LOIHI"}
 
+#: bytes of input and recorded output one chunk of streamed samples may hold
+CHUNK_BYTES = 256 << 20
 
-def run_lava(path: str | Path, x: np.ndarray, record_all: bool = True) -> list[np.ndarray]:
-    """Run one sample ``x`` (x, y, f, T) through the network; return each neuron layer's
-    output in Lava order ((x, y, f, T) or (F, T)), the output layer last: spikes as bool,
-    graded messages (SDNN) as integers."""
-    net_file = read_netfile(path)  # checks everything netx would skip
-    types = {layer.neuron.get("type") for layer in net_file.layers if layer.neuron}
-    if types == {"SRM"}:
-        return _run_lava_srm(net_file, x)
-    if "SDNN" in types:
-        raise NetFileError(f"{path}: SDNN networks are not supported by the Lava engine yet "
-                           "(netx's Input block does not compile in lava-nc 0.10 fixed_pt)")
-    if not types <= STOCK_NETX_NEURONS:
-        raise NetFileError(f"{path}: the Lava engine runs stock netx networks "
-                           f"({sorted(STOCK_NETX_NEURONS)}) or all-SRM networks, found "
-                           f"{sorted(map(str, types))}")
+
+def _run_steps(n: int):
+    with contextlib.redirect_stdout(sys.stderr):
+        from lava.magma.core.run_conditions import RunSteps
+    return RunSteps(num_steps=int(n))
+
+
+def _run_cfg():
+    with contextlib.redirect_stdout(sys.stderr):
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.lif.process import LIF
+    from psplava.sim.procs.models import PyLifWindowModel
+
+    return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={LIF: PyLifWindowModel})
+
+
+class LavaNetwork:
+    """A ``.net`` file built into Lava once; :meth:`run` streams samples through it.
+
+    ``steps``: the window per sample (the input's T; pad the input with the file's latency
+    to see its last steps' effect at a CUBA output).  ``record``: ``"all"`` neuron layers or
+    only the ``"last"`` (fewer Lava processes).  Use as a context manager or call
+    :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path, steps: int, record: str = "last",
+                 chunk: int | None = None) -> None:
+        self.path = str(path)
+        self.steps = int(steps)
+        if self.steps <= 0:
+            raise NetFileError(f"{path}: steps must be positive, got {steps}")
+        if record not in ("all", "last"):
+            raise ValueError(f"record must be 'all' or 'last', got {record!r}")
+        self.record = record
+        self.chunk = chunk
+        self.net_file = read_netfile(path)  # checks everything netx would skip
+        types = {layer.neuron.get("type") for layer in self.net_file.layers if layer.neuron}
+        if types == {"SRM"}:
+            self.kind = "srm"
+        elif "SDNN" in types:
+            raise NetFileError(f"{path}: SDNN networks are not supported by the Lava engine "
+                               "yet (netx's Input block does not compile in lava-nc 0.10 "
+                               "fixed_pt); run them with --engine reference")
+        elif types <= STOCK_NETX_NEURONS:
+            self.kind = "netx"
+        else:
+            raise NetFileError(f"{path}: the Lava engine runs stock netx networks "
+                               f"({sorted(STOCK_NETX_NEURONS)}) or all-SRM networks, found "
+                               f"{sorted(map(str, types))}")
+        self.input_shape = input_shape(self.net_file)
+        self.streams = not any(layer.delay is not None for layer in self.net_file.layers)
+        self._built = None  # (input memmap, output memmaps, root process, chunk)
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._started = False
+
+    # ------------------------------------------------------------------ running
+    def run(self, xs: np.ndarray, progress=None) -> list[np.ndarray]:
+        """Outputs of samples ``xs`` (N, *input_shape, steps): per recorded layer a bool
+        array (N, *layer_shape, steps).  ``progress``: a tqdm bar, updated per chunk."""
+        xs = np.asarray(xs)
+        if tuple(xs.shape[1:]) != (*self.input_shape, self.steps):
+            raise NetFileError(f"{self.path}: input has shape {tuple(xs.shape[1:])} per "
+                               f"sample, the network expects {(*self.input_shape, self.steps)} "
+                               "(input shape, steps)")
+        if not self.streams:
+            outs = []
+            for x in xs:
+                self._build()
+                try:
+                    outs.append([o[0] for o in self._run_built(x[None])])
+                finally:
+                    self.close()
+                if progress is not None:
+                    progress.update(1)
+            return [np.stack([o[i] for o in outs]) for i in range(len(outs[0]))]
+        if self._built is None:
+            self._build()
+        return self._run_built(xs, progress)
+
+    def _run_built(self, xs: np.ndarray, progress=None) -> list[np.ndarray]:
+        src, sinks, root, chunk = self._built
+        T = self.steps
+        results: list[list[np.ndarray]] = [[] for _ in sinks]
+        for start in range(0, len(xs), chunk):
+            part = xs[start:start + chunk]
+            n = len(part)
+            src[..., :n * T] = np.moveaxis(part, 0, -2).reshape(*self.input_shape, n * T)
+            root.run(condition=_run_steps(n * T), run_cfg=_run_cfg())
+            self._started = True
+            for i, sink in enumerate(sinks):
+                o = np.array(sink[..., :n * T])
+                results[i].append(np.moveaxis(o.reshape(*o.shape[:-1], n, T), -2, 0))
+            if progress is not None:
+                progress.update(n)
+        return [np.concatenate(r).astype(bool) for r in results]
+
+    def close(self) -> None:
+        if self._built is not None and self._started:
+            self._built[2].stop()
+        self._built = None
+        self._started = False
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "LavaNetwork":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ building
+    def _chunk(self, sink_shapes: list[tuple[int, ...]]) -> int:
+        if not self.streams:
+            return 1
+        if self.chunk:
+            return int(self.chunk)
+        per_sample = 4 * self.steps * (int(np.prod(self.input_shape))
+                                       + sum(int(np.prod(s)) for s in sink_shapes))
+        return max(1, min(64, CHUNK_BYTES // max(per_sample, 1)))
+
+    def _build(self) -> None:
+        from psplava.sim.procs.process import FileSink, FileSource
+
+        _torch_conv()
+        window = self.steps if self.streams else None
+        if self.kind == "srm":
+            src_port, outs = _build_srm(self.net_file, window)
+        else:
+            src_port, outs = _build_netx(self.path, window)
+        if self.record == "last":
+            outs = outs[-1:]
+        chunk = self._chunk([tuple(p.shape) for p in outs])
+        buf = chunk * self.steps
+        self._tmp = tempfile.TemporaryDirectory(prefix="psplava-lava-")
+        tmp = Path(self._tmp.name)
+        src_mem = np.lib.format.open_memmap(tmp / "input.npy", mode="w+", dtype=np.int32,
+                                            shape=(*self.input_shape, buf))
+        src = FileSource(shape=self.input_shape, path=str(tmp / "input.npy"))
+        src.s_out.connect(src_port)
+        sink_mems = []
+        for i, port in enumerate(outs):
+            path = tmp / f"out{i}.npy"
+            sink_mems.append(np.lib.format.open_memmap(path, mode="w+", dtype=np.int32,
+                                                       shape=(*port.shape, buf)))
+            sink = FileSink(shape=tuple(port.shape), path=str(path))
+            port.connect(sink.a_in)
+        self._built = (src_mem, sink_mems, src, chunk)
+
+
+def _build_netx(path: str, window: int | None):
+    """lava-dl's netx network with windowed LIF models; (input port, output ports)."""
     with contextlib.redirect_stdout(sys.stderr):
         from lava.lib.dl import netx
-        from lava.magma.core.run_conditions import RunSteps
-        from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc import io
-    _torch_conv()
-    T = x.shape[-1]
+        from lava.lib.dl.netx.blocks.process import Input
     net = netx.hdf5.Network(net_config=str(path))
-    if tuple(net.inp.shape) != tuple(x.shape[:-1]):
-        raise NetFileError(f"{path}: input has shape {x.shape[:-1]}, the network expects "
-                           f"{tuple(net.inp.shape)} (x, y, f)")
-    src = io.source.RingBuffer(data=x.astype(np.int32))
-    src.s_out.connect(net.inp)
-    sinks = []
-    blocks = net.layers if record_all else net.layers[-1:]
-    for block in blocks:
-        sink = io.sink.RingBuffer(shape=block.out.shape, buffer=T)
-        block.out.connect(sink.a_in)
-        sinks.append(sink)
-    try:
-        net.run(condition=RunSteps(num_steps=T), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        graded = "SDNN" in types
-        outs = [s.data.get().astype(np.int64 if graded else bool) for s in sinks]
-    finally:
-        net.stop()
-    return outs
+    for block in net.layers:
+        params = block.neuron.proc_params._parameters
+        params["psplava_window"] = window
+        # an input block's neuron is fed straight from the source, not through a synapse
+        params["psplava_synaptic_input"] = not isinstance(block, Input)
+    first = net.layers[0]
+    port = first.neuron.a_in if isinstance(first, Input) else net.inp
+    return port, [block.out for block in net.layers]
 
 
 def _lava_conv_weight(w: np.ndarray) -> np.ndarray:
@@ -99,29 +251,19 @@ def _lava_conv_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)).astype(np.int32)
 
 
-def _run_lava_srm(net_file, x: np.ndarray) -> list[np.ndarray]:
-    """Build the SRM graph from psplava's process library and run it (fixed_pt)."""
+def _build_srm(net_file, window: int | None):
+    """The SRM graph from psplava's process library; (input port, output ports)."""
     with contextlib.redirect_stdout(sys.stderr):
-        from lava.magma.core.run_conditions import RunSteps
-        from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc import io
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense
     from psplava.sim.fixed import srm_hardware
     from psplava.sim.procs.process import PSPInput, PSPMoment, SRMLayer
 
-    _torch_conv()
-    T = x.shape[-1]
     c, h, w = net_file.layers[0].shape
-    if tuple(x.shape[:-1]) != (w, h, c):
-        raise NetFileError(f"{net_file.path}: input has shape {x.shape[:-1]}, the network "
-                           f"expects {(w, h, c)} (x, y, f)")
     layers = [l for l in net_file.layers if l.type in ("conv", "dense")]
-    src = io.source.RingBuffer(data=x.astype(np.int32))
-    inp = PSPInput(shape=(w, h, c), ps_decay=int(layers[0].neuron["psDecay"]))
-    src.s_out.connect(inp.a_in)
+    inp = PSPInput(shape=(w, h, c), ps_decay=int(layers[0].neuron["psDecay"]), window=window)
     prev_out, prev_shape = inp.s_out, (w, h, c)
-    sinks, keep = [], [src, inp]
+    outs = []
     for i, layer in enumerate(layers):
         if layer.type == "conv":
             oc, oh, ow = layer.shape
@@ -145,21 +287,22 @@ def _run_lava_srm(net_file, x: np.ndarray) -> list[np.ndarray]:
             if layer.type == "conv":  # per output channel, broadcast over (x, y)
                 bias = np.broadcast_to(bias, shape).copy()
         neuron = SRMLayer(shape=shape, hardware=srm_hardware(layer.neuron), bias=bias,
-                          lam=lam, out_ps_decay=None if nxt is None else int(nxt))
+                          lam=lam, out_ps_decay=None if nxt is None else int(nxt),
+                          window=window)
         syn.a_out.connect(neuron.a_in)
         if lam is not None:
-            mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]))
+            mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]), window=window)
             prev_out.connect(mom.a_in)
             mom.m2_out.connect(neuron.m2_in)
-            keep.append(mom)
-        sink = io.sink.RingBuffer(shape=shape, buffer=T)
-        neuron.spk_out.connect(sink.a_in)
-        sinks.append(sink)
-        keep += [syn, neuron]
+        outs.append(neuron.spk_out)
         prev_out, prev_shape = neuron.s_out, shape
-    try:
-        src.run(condition=RunSteps(num_steps=T), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        outs = [s.data.get().astype(bool) for s in sinks]
-    finally:
-        src.stop()
-    return outs
+    return inp.a_in, outs
+
+
+def run_lava(path: str | Path, x: np.ndarray, record_all: bool = True) -> list[np.ndarray]:
+    """Run one sample ``x`` (input shape + (T,)) in a network built for it; each recorded
+    neuron layer's output in Lava order ((x, y, f, T) or (F, T)), the output layer last.
+    For many samples use :class:`LavaNetwork` (built once)."""
+    x = np.asarray(x)
+    with LavaNetwork(path, x.shape[-1], "all" if record_all else "last") as net:
+        return [o[0] for o in net.run(x[None])]

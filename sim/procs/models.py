@@ -16,30 +16,76 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from lava.proc.lif.models import PyLifModelBitAcc
+from lava.proc.lif.process import LIF
+
 from psplava import loihi
-from psplava.sim.procs.process import PSPInput, PSPMoment, SRMLayer
+from psplava.sim.procs.process import FileSink, FileSource, PSPInput, PSPMoment, SRMLayer
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
 
+class _Windowed:
+    """Mixin: ``window_start()`` is True at the first step of each sample's window."""
+
+    window: int | None = None
+
+    def window_start(self) -> bool:
+        return bool(self.window) and (self.time_step - 1) % self.window == 0
+
+
+@implements(proc=LIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "psplava_window")
+class PyLifWindowModel(_Windowed, PyLifModelBitAcc):
+    """Lava's ``PyLifModelBitAcc`` (netx's CUBA/LOIHI neurons) with window resets: the
+    Lava engine selects it through ``exception_proc_model_map`` and sets the process's
+    ``psplava_window`` / ``psplava_synaptic_input`` parameters.  Only the reset is added;
+    the step is the parent's ``run_spk``, inlined because the parent receives ``a_in``
+    itself."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.window = proc_params._parameters.get("psplava_window")
+        self.synaptic = proc_params._parameters.get("psplava_synaptic_input", True)
+
+    def run_spk(self) -> None:
+        a_in_data = self.a_in.recv()
+        if self.window_start():
+            self.u[:] = 0
+            self.v[:] = 0
+            if self.synaptic:
+                a_in_data = np.zeros_like(a_in_data)
+        self.scale_bias()
+        if not self.isthrscaled:
+            self.scale_threshold()
+        self.subthr_dynamics(activation_in=a_in_data)
+        self.s_out_buff = self.spiking_activation()
+        self.reset_voltage(spike_vector=self.s_out_buff)
+        self.s_out.send(self.s_out_buff)
+
+
 @implements(proc=PSPInput, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyPSPInputFixed(PyLoihiProcessModel):
+class PyPSPInputFixed(_Windowed, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         shape = proc_params["shape"]
+        self.window = proc_params["window"]
         self.dq = int(proc_params["ps_decay"])
         self.x = torch.zeros(shape, dtype=torch.int64)
         self.y = torch.zeros(shape, dtype=torch.int64)
 
     def run_spk(self) -> None:
-        s = _t(self.a_in.recv()) != 0
+        s = _t(self.a_in.recv()) != 0   # straight from the source: no synapse buffer
+        if self.window_start():
+            self.x, self.y = torch.zeros_like(self.x), torch.zeros_like(self.y)
         self.x, self.y = loihi.psp_step(self.x, self.y, s, self.dq)
         self.s_out.send(loihi.psp_message(self.y).numpy().astype(np.int32))
 
@@ -47,7 +93,7 @@ class PyPSPInputFixed(PyLoihiProcessModel):
 @implements(proc=SRMLayer, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PySRMLayerFixed(PyLoihiProcessModel):
+class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     m2_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
@@ -56,8 +102,11 @@ class PySRMLayerFixed(PyLoihiProcessModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         shape = proc_params["shape"]
+        self.shape = shape
+        self.window = proc_params["window"]
         self.lam = proc_params["lam"]
-        self.state = loihi.SRMState(shape, proc_params["hardware"])
+        self.hw = proc_params["hardware"]
+        self.state = loihi.SRMState(shape, self.hw)
         bias = proc_params["bias"]
         self.bias = 0 if bias is None else _t(bias) * loihi.PSP_UNIT
         self.dq = proc_params["out_ps_decay"]
@@ -65,7 +114,12 @@ class PySRMLayerFixed(PyLoihiProcessModel):
         self.py = torch.zeros(shape, dtype=torch.int64)
 
     def run_spk(self) -> None:
-        z = _t(self.a_in.recv()) + self.bias
+        z = _t(self.a_in.recv())
+        if self.window_start():  # the synapse's input of the previous sample: dropped
+            z = torch.zeros_like(z)
+            self.state = loihi.SRMState(self.shape, self.hw)
+            self.px, self.py = torch.zeros_like(self.px), torch.zeros_like(self.py)
+        z = z + self.bias
         gain = None
         if self.lam is not None:
             gain = loihi.threshold_gain(torch.from_numpy(self.m2_in.recv()[:1]), self.lam)[0]
@@ -79,22 +133,62 @@ class PySRMLayerFixed(PyLoihiProcessModel):
 @implements(proc=PSPMoment, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyPSPMomentFixed(PyLoihiProcessModel):
+class PyPSPMomentFixed(_Windowed, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     m2_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         self.n = int(np.prod(proc_params["shape"]))
+        self.window = proc_params["window"]
         self.tau_s = float(proc_params["tau_s"])
         self.sq_sum = torch.zeros(1, dtype=torch.int64)
         self.count = 0
         self.buf = np.zeros(1, np.float64)
 
     def run_spk(self) -> None:
+        if self.window_start():
+            self.sq_sum, self.count = torch.zeros_like(self.sq_sum), 0
+            self.buf = np.zeros(1, np.float64)
         self.m2_out.send(self.buf)
-        y = _t(self.a_in.recv())
+        y = _t(self.a_in.recv())    # straight from the previous layer: no synapse buffer
         self.sq_sum = self.sq_sum + torch.sum(y * y)
         self.count += 1
         # m2 of the PSP at the next step: count + 1 steps including step 0 (a = 0)
         self.buf = loihi.m2_from_sums(self.sq_sum, self.count + 1, self.n, self.tau_s).numpy()
+
+
+@implements(proc=FileSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyFileSourceFixed(PyLoihiProcessModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.path = proc_params["path"]
+        self.data = None
+
+    def run_spk(self) -> None:
+        if self.data is None:
+            self.data = np.load(self.path, mmap_mode="r")
+        buffer = self.data.shape[-1]
+        self.s_out.send(np.asarray(self.data[..., (self.time_step - 1) % buffer], np.int32))
+
+
+@implements(proc=FileSink, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyFileSinkFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.path = proc_params["path"]
+        self.data = None
+
+    def run_spk(self) -> None:
+        if self.data is None:
+            self.data = np.load(self.path, mmap_mode="r+")
+        buffer = self.data.shape[-1]
+        self.data[..., (self.time_step - 1) % buffer] = self.a_in.recv()

@@ -14,8 +14,9 @@ class PSPInput(AbstractProcess):
     Ports: ``a_in`` spikes (shape), ``s_out`` graded PSP ``y`` (shape).
     """
 
-    def __init__(self, *, shape: tuple[int, ...], ps_decay: int, **kwargs: Any) -> None:
-        super().__init__(shape=shape, ps_decay=ps_decay, **kwargs)
+    def __init__(self, *, shape: tuple[int, ...], ps_decay: int, window: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(shape=shape, ps_decay=ps_decay, window=window, **kwargs)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
 
@@ -30,12 +31,12 @@ class SRMLayer(AbstractProcess):
 
     def __init__(self, *, shape: tuple[int, ...], hardware, bias=None,
                  lam: float | None = None, out_ps_decay: int | None = None,
-                 **kwargs: Any) -> None:
+                 window: int | None = None, **kwargs: Any) -> None:
         """``hardware``: :class:`psplava.loihi.SRMHardware`; ``out_ps_decay``: the 12-bit
         decay of the PSP this layer sends (the *next* layer's ``psDecay``; None for the
-        output layer)."""
+        output layer); ``window``: see :mod:`psplava.sim.procs`."""
         super().__init__(shape=shape, hardware=hardware, bias=bias,
-                         lam=lam, out_ps_decay=out_ps_decay, **kwargs)
+                         lam=lam, out_ps_decay=out_ps_decay, window=window, **kwargs)
         self.a_in = InPort(shape=shape)
         self.m2_in = InPort(shape=(1,))
         self.s_out = OutPort(shape=shape)
@@ -47,7 +48,28 @@ class PSPMoment(AbstractProcess):
     PSPs online and sends ``m2`` (Eq. 18's second moment), buffered one step like a synapse.
     """
 
-    def __init__(self, *, shape: tuple[int, ...], tau_s: float, **kwargs: Any) -> None:
-        super().__init__(shape=shape, tau_s=tau_s, **kwargs)
+    def __init__(self, *, shape: tuple[int, ...], tau_s: float, window: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(shape=shape, tau_s=tau_s, window=window, **kwargs)
         self.a_in = InPort(shape=shape)
         self.m2_out = OutPort(shape=(1,))
+
+
+class FileSource(AbstractProcess):
+    """Sends ``data[..., (t - 1) % buffer]`` of a ``.npy`` file (memory-mapped in the
+    worker), like Lava's ``io.source.RingBuffer`` but read from disk, so the host changes
+    the samples between runs by writing the file instead of a ``Var.set`` round trip."""
+
+    def __init__(self, *, shape: tuple[int, ...], path: str, **kwargs: Any) -> None:
+        super().__init__(shape=shape, path=path, **kwargs)
+        self.s_out = OutPort(shape=shape)
+
+
+class FileSink(AbstractProcess):
+    """Writes what it receives at step t to ``data[..., (t - 1) % buffer]`` of a ``.npy``
+    file (memory-mapped): Lava's ``io.sink.RingBuffer`` without ``Var.get``, which hangs in
+    lava-nc 0.10 for large buffers (a 34x34x16 layer over 10 steps never returned)."""
+
+    def __init__(self, *, shape: tuple[int, ...], path: str, **kwargs: Any) -> None:
+        super().__init__(shape=shape, path=path, **kwargs)
+        self.a_in = InPort(shape=shape)
