@@ -390,3 +390,51 @@ def cuba_run(a_in: torch.Tensor, hw: CubaHardware, bias: torch.Tensor | None = N
 def delay_one(z: torch.Tensor) -> torch.Tensor:
     """Lava's one-step synapse buffer on a (T, ...) tensor: ``out[t] = z[t-1]``, ``out[0] = 0``."""
     return torch.cat([torch.zeros_like(z[:1]), z[:-1]], dim=0)
+
+
+# --------------------------------------------------------------------------- SDNN
+@dataclass(frozen=True)
+class SDNNHardware:
+    """One sigma-delta layer of a netx file (lava-dl's SDNN): ``kind`` is ``"delta"`` (the
+    input neuron), ``"sigma_delta"`` (ReLU) or ``"sigma"`` (the read-out); netx's default
+    exponents ``spike_exp = state_exp = 6``."""
+
+    v_th_mant: int
+    kind: str
+    spike_exp: int = 6
+    state_exp: int = 6
+
+
+class SDNNState:
+    """Lava's fixed-point ``Delta`` / ``SigmaDelta`` / ``Sigma`` models (``lava.proc.sdn``),
+    as netx builds them: threshold and bias scaled by ``2**(spike_exp + state_exp)``,
+    ``sigma += a_in``, ``act = relu(sigma + bias)`` (Delta: ``act = a_in << 12``),
+    ``delta = act - act' + residue``, sent where ``|delta| >= vth`` as ``delta >> state_exp``
+    (graded, signed), the rest kept as residue; Sigma sends ``sigma``."""
+
+    def __init__(self, shape: tuple[int, ...], hw: SDNNHardware,
+                 bias: torch.Tensor | None = None, device: torch.device | str = "cpu") -> None:
+        self.hw = hw
+        shift = hw.spike_exp + hw.state_exp
+        self.shift = shift
+        self.vth = int(hw.v_th_mant) << shift
+        self.bias = 0 if bias is None else bias.to(torch.int64) << shift
+        self.sigma = torch.zeros(shape, dtype=torch.int64, device=device)
+        self.act = torch.zeros_like(self.sigma)
+        self.residue = torch.zeros_like(self.sigma)
+
+    def step(self, a_in: torch.Tensor) -> torch.Tensor:
+        a = a_in.to(torch.int64)
+        if self.hw.kind == "sigma":
+            self.sigma = self.sigma + a
+            return self.sigma
+        if self.hw.kind == "delta":
+            act = a << self.shift
+        else:
+            self.sigma = self.sigma + a
+            act = torch.clamp(self.sigma + self.bias, min=0)
+        delta = act - self.act + self.residue
+        s = torch.where(delta.abs() >= self.vth, delta, torch.zeros_like(delta))
+        self.residue = delta - s
+        self.act = act
+        return s >> self.hw.state_exp

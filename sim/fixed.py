@@ -69,6 +69,19 @@ def cuba_hardware(neuron: dict) -> loihi.CubaHardware:
                               v_th_mant=int(neuron["vThMant"]))
 
 
+def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False):
+    """The neuron state of a stock netx layer (CUBA/LOIHI or SDNN) for ``shape``."""
+    n = layer.neuron
+    bias = None if layer.bias is None or is_input else \
+        torch.from_numpy(np.asarray(layer.bias, np.int64))
+    if n["type"] == "SDNN":
+        kind = "delta" if is_input else "sigma" if "sigma_output" in n else "sigma_delta"
+        return loihi.SDNNState(shape, loihi.SDNNHardware(int(n["vThMant"]), kind),
+                               None if kind == "sigma" else bias)
+    return loihi.CubaState(shape, cuba_hardware(n), bias,
+                           max_abs_input=None if is_input else _max_input(layer))
+
+
 def _synapse(layer: NetLayer, msg: torch.Tensor) -> torch.Tensor:
     """Integer synaptic input (T, N, ...) of integer messages (T, N, H, W, C) or (T, N, F)."""
     T, N = msg.shape[:2]
@@ -110,11 +123,11 @@ def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
     types = {str(layer.neuron.get("type")) for layer in layers}
     if in_neuron is not None:
         types.add(str(in_neuron.neuron.get("type")))
-    if types not in ({"SRM"}, {"CUBA"}, {"LOIHI"}, {"CUBA", "LOIHI"}):
-        raise NetFileError(f"{net.path}: the reference engine runs all-CUBA or all-SRM "
-                           f"networks, found neuron types {sorted(types)}")
+    if "SRM" in types and types != {"SRM"}:
+        raise NetFileError(f"{net.path}: the reference engine runs all-SRM networks or "
+                           f"stock netx ones (CUBA, LOIHI, SDNN), found {sorted(types)}")
     if types != {"SRM"}:
-        return _run_cuba(layers, torch.from_numpy(np.asarray(x)), in_neuron)
+        return _run_stock(layers, torch.from_numpy(np.asarray(x)), in_neuron)
     s = torch.from_numpy(np.asarray(x) != 0)
     outs = []
     for layer in layers:
@@ -141,39 +154,41 @@ def _max_input(layer: NetLayer) -> float:
     return float(w.reshape(w.shape[0], -1).sum(axis=1).max()) if w.size else 0.0
 
 
-def _run_cuba(layers: list[NetLayer], x: torch.Tensor,
-              in_neuron: NetLayer | None = None) -> list[np.ndarray]:
-    """CUBA networks time-major, as Lava steps them: per step, every layer's synapse (its
-    input's spikes of the previous step, Lava's one-step buffer) and neuron update.  Each
-    step's tensors stay in the CPU cache, and spikes (0/1) need no exactness fallback.
+def _run_stock(layers: list[NetLayer], x: torch.Tensor,
+               in_neuron: NetLayer | None = None) -> list[np.ndarray]:
+    """Stock netx networks (CUBA/LOIHI and SDNN neurons, mixed freely) time-major, as Lava
+    steps them: per step, every layer's synapse (its input's messages of the previous step,
+    Lava's one-step buffer) and neuron update.  Each step's tensors stay in the CPU cache.
 
     ``in_neuron``: the file's ``input`` layer with a neuron; ``x`` is then its ``a_in``
     (graded integers, no synapse and no delay in front of it, as netx's Input block) and
-    its spikes are the first output."""
+    its output is the first one.  Outputs: spikes as bool, SDNN's graded messages as int64.
+    """
     T, N = x.shape[:2]
     states, pending, outs = [], [], []
     first = None
     if in_neuron is not None:
-        first = loihi.CubaState((N, *x.shape[2:]), cuba_hardware(in_neuron.neuron))
-        outs.append(torch.empty(x.shape, dtype=torch.bool))
+        first = _stock_state(in_neuron, (N, *x.shape[2:]), is_input=True)
     else:
         x = x != 0
+    all_layers = ([in_neuron] if first is not None else []) + layers
+    for layer in all_layers:
+        shape = tuple(x.shape[2:]) if layer is in_neuron else _out_shape(layer)
+        graded = layer.neuron["type"] == "SDNN"
+        outs.append(torch.empty((T, N, *shape), dtype=torch.int64 if graded else torch.bool))
     for layer in layers:
         shape = _out_shape(layer)
-        bias = None if layer.bias is None else torch.from_numpy(np.asarray(layer.bias, np.int64))
-        states.append(loihi.CubaState((N, *shape), cuba_hardware(layer.neuron), bias,
-                                      max_abs_input=_max_input(layer)))
+        states.append(_stock_state(layer, (N, *shape)))
         pending.append(torch.zeros((N, *shape), dtype=torch.float64))
-        outs.append(torch.empty((T, N, *shape), dtype=torch.bool))
     k = 0 if first is None else 1
     for t in range(T):
-        spikes = x[t:t + 1]
+        msg = x[t:t + 1]
         if first is not None:
-            spikes = first.step(spikes[0])[None]
-            outs[0][t] = spikes[0]
+            msg = first.step(msg[0])[None]
+            outs[0][t] = msg[0]
         for i, layer in enumerate(layers):
-            z = _synapse(layer, spikes)[0]           # exact: spikes x int weights < 2**24
-            spikes = states[i].step(pending[i])[None]
+            z = _synapse(layer, msg)[0]              # exact integers (float32 or float64)
+            msg = states[i].step(pending[i])[None]
             pending[i] = z.to(torch.float64)
-            outs[k + i][t] = spikes[0]
+            outs[k + i][t] = msg[0]
     return [o.numpy() for o in outs]

@@ -71,11 +71,9 @@ def _torch_conv() -> None:
 #: neuron types that run through lava-dl's netx as they are.  SDNN files read fine but
 
 
-#: neuron types that run through lava-dl's netx as they are.  SDNN files read fine but
-#: their netx ``Input`` block fails to compile with lava-nc 0.10 in fixed_pt ("No
-#: subcompiler exists for ... PyInputModel") and their sigma-delta models have no window
-#: reset yet, so the Lava engine refuses them with that reason.
-STOCK_NETX_NEURONS = {"CUBA", "LOIHI"}
+#: neuron types that run through lava-dl's netx as they are (SDNN: sigma-delta neurons with
+#: graded messages, netx's default ``spike_exp`` 6)
+STOCK_NETX_NEURONS = {"CUBA", "LOIHI", "SDNN"}
 
 #: bytes of input and recorded output one chunk of streamed samples may hold
 CHUNK_BYTES = 256 << 20
@@ -90,10 +88,9 @@ def _run_steps(n: int):
 def _run_cfg():
     with contextlib.redirect_stdout(sys.stderr):
         from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc.lif.process import LIF
-    from psplava.sim.procs.models import PyLifWindowModel
+    from psplava.sim.procs.models import WINDOWED_MODELS
 
-    return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map={LIF: PyLifWindowModel})
+    return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=dict(WINDOWED_MODELS))
 
 
 class LavaNetwork:
@@ -119,10 +116,6 @@ class LavaNetwork:
         types = {layer.neuron.get("type") for layer in self.net_file.layers if layer.neuron}
         if types == {"SRM"}:
             self.kind = "srm"
-        elif "SDNN" in types:
-            raise NetFileError(f"{path}: SDNN networks are not supported by the Lava engine "
-                               "yet (netx's Input block does not compile in lava-nc 0.10 "
-                               "fixed_pt); run them with --engine reference")
         elif types <= STOCK_NETX_NEURONS:
             self.kind = "netx"
         else:
@@ -137,8 +130,9 @@ class LavaNetwork:
 
     # ------------------------------------------------------------------ running
     def run(self, xs: np.ndarray, progress=None) -> list[np.ndarray]:
-        """Outputs of samples ``xs`` (N, *input_shape, steps): per recorded layer a bool
-        array (N, *layer_shape, steps).  ``progress``: a tqdm bar, updated per chunk."""
+        """Outputs of samples ``xs`` (N, *input_shape, steps): per recorded layer an array
+        (N, *layer_shape, steps), bool spikes or int64 graded messages (SDNN).
+        ``progress``: a tqdm bar, updated per chunk."""
         xs = np.asarray(xs)
         if tuple(xs.shape[1:]) != (*self.input_shape, self.steps):
             raise NetFileError(f"{self.path}: input has shape {tuple(xs.shape[1:])} per "
@@ -174,7 +168,8 @@ class LavaNetwork:
                 results[i].append(np.moveaxis(o.reshape(*o.shape[:-1], n, T), -2, 0))
             if progress is not None:
                 progress.update(n)
-        return [np.concatenate(r).astype(bool) for r in results]
+        return [np.concatenate(r).astype(np.int64 if g else bool)
+                for r, g in zip(results, self._graded)]
 
     def close(self) -> None:
         if self._built is not None and self._started:
@@ -210,8 +205,11 @@ class LavaNetwork:
             src_port, outs = _build_srm(self.net_file, window)
         else:
             src_port, outs = _build_netx(self.path, window)
+        graded = [self.kind == "netx" and layer.neuron.get("type") == "SDNN"
+                  for layer in self.net_file.layers if layer.neuron]
         if self.record == "last":
-            outs = outs[-1:]
+            outs, graded = outs[-1:], graded[-1:]
+        self._graded = graded
         chunk = self._chunk([tuple(p.shape) for p in outs])
         buf = chunk * self.steps
         self._tmp = tempfile.TemporaryDirectory(prefix="psplava-lava-")

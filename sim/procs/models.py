@@ -18,6 +18,8 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from lava.proc.lif.models import PyLifModelBitAcc
 from lava.proc.lif.process import LIF
+from lava.proc.sdn.models import PyDeltaModelFixed, PySigmaDeltaModelFixed, PySigmaModelFixed
+from lava.proc.sdn.process import Delta, Sigma, SigmaDelta
 
 from psplava import loihi
 from psplava.sim.procs.process import FileSink, FileSource, PSPInput, PSPMoment, SRMLayer
@@ -35,6 +37,21 @@ class _Windowed:
     def window_start(self) -> bool:
         return bool(self.window) and (self.time_step - 1) % self.window == 0
 
+    def _window_params(self, proc_params) -> None:
+        """The Lava engine's parameters on a stock process (set before compiling)."""
+        self.window = proc_params._parameters.get("psplava_window")
+        self.synaptic = proc_params._parameters.get("psplava_synaptic_input", True)
+
+    def _windowed_input(self, a_in_data: np.ndarray, state: tuple[str, ...]) -> np.ndarray:
+        """At a window's first step: zero the named state arrays and, for synaptic input,
+        the input itself (it belongs to the previous sample)."""
+        if self.window_start():
+            for name in state:
+                getattr(self, name)[...] = 0
+            if self.synaptic:
+                return np.zeros_like(a_in_data)
+        return a_in_data
+
 
 @implements(proc=LIF, protocol=LoihiProtocol)
 @requires(CPU)
@@ -48,16 +65,10 @@ class PyLifWindowModel(_Windowed, PyLifModelBitAcc):
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
-        self.window = proc_params._parameters.get("psplava_window")
-        self.synaptic = proc_params._parameters.get("psplava_synaptic_input", True)
+        self._window_params(proc_params)
 
     def run_spk(self) -> None:
-        a_in_data = self.a_in.recv()
-        if self.window_start():
-            self.u[:] = 0
-            self.v[:] = 0
-            if self.synaptic:
-                a_in_data = np.zeros_like(a_in_data)
+        a_in_data = self._windowed_input(self.a_in.recv(), ("u", "v"))
         self.scale_bias()
         if not self.isthrscaled:
             self.scale_threshold()
@@ -65,6 +76,65 @@ class PyLifWindowModel(_Windowed, PyLifModelBitAcc):
         self.s_out_buff = self.spiking_activation()
         self.reset_voltage(spike_vector=self.s_out_buff)
         self.s_out.send(self.s_out_buff)
+
+
+@implements(proc=Delta, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "psplava_window")
+class PyDeltaWindowModel(_Windowed, PyDeltaModelFixed):
+    """Lava's fixed-point ``Delta`` (netx's SDNN input neuron) with window resets; its
+    ``run_spk`` inlined around the reset."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._window_params(proc_params)
+
+    def run_spk(self) -> None:
+        a_in = self._windowed_input(self.a_in.recv(), ("act", "residue", "error"))
+        a_in_data = np.left_shift(a_in, self.spike_exp + self.state_exp)
+        s_out_scaled = self.delta_dynamics(a_in_data)
+        s_out = np.right_shift(s_out_scaled, self.state_exp)
+        self.act = a_in_data
+        self.s_out.send(s_out)
+
+
+@implements(proc=SigmaDelta, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "psplava_window")
+class PySigmaDeltaWindowModel(_Windowed, PySigmaDeltaModelFixed):
+    """Lava's fixed-point ``SigmaDelta`` (netx's SDNN neuron) with window resets."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._window_params(proc_params)
+
+    def run_spk(self) -> None:
+        a_in_data = self._windowed_input(self.a_in.recv(),
+                                         ("sigma", "act", "residue", "error"))
+        s_out_scaled = self.dynamics(a_in_data)
+        s_out = np.right_shift(s_out_scaled, self.state_exp)
+        self.s_out.send(s_out)
+
+
+@implements(proc=Sigma, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "psplava_window")
+class PySigmaWindowModel(_Windowed, PySigmaModelFixed):
+    """Lava's fixed-point ``Sigma`` (netx's SDNN read-out) with window resets."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self._window_params(proc_params)
+
+    def run_spk(self) -> None:
+        a_in_data = self._windowed_input(self.a_in.recv(), ("sigma",))
+        self.sigma = self.sigma_dynamics(a_in_data)
+        self.s_out.send(self.sigma)
+
+
+#: stock process -> windowed model, for ``Loihi2SimCfg(exception_proc_model_map=...)``
+WINDOWED_MODELS = {LIF: PyLifWindowModel, Delta: PyDeltaWindowModel,
+                   SigmaDelta: PySigmaDeltaWindowModel, Sigma: PySigmaWindowModel}
 
 
 @implements(proc=PSPInput, protocol=LoihiProtocol)
