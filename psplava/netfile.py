@@ -158,10 +158,20 @@ def _read_dense(where, grp, layer: NetLayer) -> None:
     _read_common(where, grp, layer)
 
 
+#: the neuron netx gives a dense layer without a ``neuron`` group (lava-dl's ``Affine``
+#: block writes such layers): a non-leaky current integrator with the largest threshold
+#: (netx writes ``1 << 18 - 1``, which Python reads as ``1 << 17``)
+IMPLICIT_DENSE_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17,
+                         "refDelay": 1, "gradedSpike": False, "implicit": True}
+
+
 def _read_common(where, grp, layer: NetLayer) -> None:
     if "neuron" not in grp:
-        raise NetFileError(f"{where}: missing group 'neuron'")
-    layer.neuron = _read_neuron(where, grp["neuron"])
+        if layer.type != "dense":
+            raise NetFileError(f"{where}: missing group 'neuron'")
+        layer.neuron = dict(IMPLICIT_DENSE_NEURON)
+    else:
+        layer.neuron = _read_neuron(where, grp["neuron"])
     if "bias" in grp:
         layer.bias = np.asarray(grp["bias"][()])
     if "dynamicThreshold" in grp:
@@ -306,5 +316,7 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                 for sub, values in (("neuron", layer.neuron),
                                     ("dynamicThreshold", layer.dynamic_threshold),
                                     ("quant", layer.quant)):
+                    if sub == "neuron" and (values or {}).get("implicit"):
+                        continue  # netx's default neuron: written as lava-dl writes it
                     for key, value in (values or {}).items():
                         g.create_dataset(f"{sub}/{key}", data=value)  # str as lava-dl does

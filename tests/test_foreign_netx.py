@@ -46,7 +46,7 @@ def stock_netx(path: Path, x: np.ndarray, layer: int = -1) -> np.ndarray:
         net.stop()
 
 
-def _inputs(path: Path, n: int, T: int, seed: int = 0) -> np.ndarray:
+def _inputs(path: Path, n: int, T: int, seed: int = 0, rate: float = 0.2) -> np.ndarray:
     from psplava.netfile import input_shape, read_netfile
 
     net = read_netfile(path)
@@ -54,7 +54,7 @@ def _inputs(path: Path, n: int, T: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if net.layers[0].type == "input" and net.layers[0].neuron:  # graded a_in
         return rng.integers(0, 48, size=(n, *shape, T)).astype(np.int32)
-    return (rng.random((n, *shape, T)) < 0.2).astype(np.int32)
+    return (rng.random((n, *shape, T)) < rate).astype(np.int32)
 
 
 CASES = {"tiny": ("tiny.net", 12), "oxford": ("oxford.net", 40)}
@@ -159,3 +159,39 @@ def test_pilotnet_sdnn_equals_lava_dl_ground_truth():
     for i, (a, b) in enumerate(zip(lava, ref)):
         assert np.array_equal(a, b), f"layer {i}"
     assert np.abs(lava[3]).sum() > 0
+
+
+def test_dense_without_neuron_like_stock_netx(tmp_path):
+    """lava-dl's ``Affine`` block writes a dense layer without a neuron group; netx gives
+    it a non-leaky integrator whose threshold (2**17 << 6 = 2**23) its 24-bit voltage can
+    never exceed: a read-out that never spikes.  Both engines read and run such files and
+    agree with stock netx (the layer before it spikes, itself never)."""
+    import h5py
+    import torch
+
+    from psplava.lavadl import slayer
+    from psplava.netfile import read_netfile
+    from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
+    from psplava.sim.lava_engine import LavaNetwork
+
+    torch.manual_seed(4)
+    params = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.03}
+    blocks = [slayer.block.cuba.Dense(params, 20, 16, weight_scale=4),
+              slayer.block.cuba.Affine(params, 16, 4, weight_scale=4, dynamics=False)]
+    with torch.no_grad():
+        x = (torch.rand(1, 20, 5) < 0.2).float()
+        for b in blocks:
+            x = b(x)
+    path = tmp_path / "affine.net"
+    with h5py.File(path, "w") as h:
+        for i, b in enumerate(blocks):
+            b.export_hdf5(h.create_group(f"layer/{i}"))
+    assert read_netfile(path).layers[1].neuron.get("implicit")
+    xs = _inputs(path, 2, 60, rate=0.6)
+    stock = [np.stack([stock_netx(path, x, layer=i) for x in xs]) for i in (0, 1)]
+    with LavaNetwork(path, 60, record="all") as net:
+        lava = net.run(xs)
+    ref = [internal_to_lava(o) for o in run_fixed(read_netfile(path), lava_to_internal(xs))]
+    assert stock[0].sum() > 0 and stock[1].sum() == 0
+    for i in (0, 1):
+        assert np.array_equal(lava[i], stock[i]) and np.array_equal(ref[i], stock[i])
