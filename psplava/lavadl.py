@@ -2,17 +2,27 @@
 
 ``import lava.lib.dl.slayer`` prints a warning about an optional Prophesee toolbox to
 *stdout* (from its object-detection datasets), which would break commands whose last
-stdout line must be JSON; the import is redirected to stderr here.  Import slayer
-through this module.
+stdout line must be JSON, and torch's extension loader prints "No CUDA runtime is found,
+using CUDA_HOME=..." to stderr on a machine without CUDA.  Neither concerns psplava's
+users: both are swallowed here, and shown on stderr with ``--debug`` on the command line
+(or ``PSPLAVA_DEBUG=1``).  Import slayer through this module.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import sys
 
-with contextlib.redirect_stdout(sys.stderr):
+DEBUG = "--debug" in sys.argv or bool(os.environ.get("PSPLAVA_DEBUG"))
+_captured = io.StringIO()
+with contextlib.redirect_stdout(sys.stderr if DEBUG else _captured), \
+        contextlib.redirect_stderr(sys.stderr if DEBUG else _captured):
     from lava.lib.dl import slayer  # noqa: E402
+
+#: what the import printed (empty with --debug, which lets it through)
+IMPORT_MESSAGES = _captured.getvalue()
 
 def import_lava_runtime() -> None:
     """Import Lava's runtime whatever fixed the multiprocessing start method before.

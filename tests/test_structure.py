@@ -110,3 +110,18 @@ def test_wheel_holds_every_module_and_data_file(tmp_path):
             expected.add("psplava/" + "/".join(f.relative_to(ROOT / "psplava").parts))
     missing = sorted(expected - names)
     assert not missing, f"missing from the wheel: {missing}"
+
+
+def test_no_third_party_import_warnings_unless_debug():
+    """lava-dl's Prophesee notice and torch's CUDA_HOME notice are swallowed at import;
+    ``--debug`` lets them through (so this test sees them when they exist)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "psplava.cli"]
+    quiet = subprocess.run(cmd + ["--help"], capture_output=True, text=True)
+    loud = subprocess.run(cmd + ["--debug", "--help"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and loud.returncode == 0
+    for noise in ("Prophesee", "CUDA_HOME"):
+        assert noise not in quiet.stderr + quiet.stdout
+    assert "Prophesee" in loud.stderr  # lava-dl 0.6 prints it; --debug shows it
