@@ -82,10 +82,12 @@ def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False
                            max_abs_input=None if is_input else _max_input(layer))
 
 
-def _synapse(layer: NetLayer, msg: torch.Tensor) -> torch.Tensor:
-    """Integer synaptic input (T, N, ...) of integer messages (T, N, H, W, C) or (T, N, F)."""
+def _synapse(layer: NetLayer, msg: torch.Tensor, weight: np.ndarray | None = None
+             ) -> torch.Tensor:
+    """Integer synaptic input (T, N, ...) of integer messages (T, N, H, W, C) or (T, N, F)
+    (``weight``: instead of the layer's, e.g. one delay's share of it)."""
     T, N = msg.shape[:2]
-    w = torch.from_numpy(np.asarray(layer.weight, dtype=np.int64))
+    w = torch.from_numpy(np.asarray(layer.weight if weight is None else weight, np.int64))
     if layer.type == "conv":
         x = msg.reshape(T * N, *msg.shape[2:]).permute(0, 3, 1, 2)
         z = loihi.synapse(x, w, "conv", tuple(map(int, layer.stride)),
@@ -115,9 +117,9 @@ def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
     if tuple(x.shape[2:]) != expected:
         raise NetFileError(f"{net.path}: input has shape {tuple(x.shape[2:])} per step, the "
                            f"network expects {expected} ((H, W, C) or (F,))")
-    if any(layer.delay is not None for layer in layers):
-        raise NetFileError(f"{net.path}: axonal delays are not supported by the reference "
-                           "engine yet; run the file with --engine lava")
+    if any(layer.delay is not None for layer in layers) and \
+            set(str(layer.neuron.get("type")) for layer in layers) == {"SRM"}:
+        raise NetFileError(f"{net.path}: axonal delays in SRM networks are not supported")
     in_neuron = net.layers[0] if net.layers[0].type == "input" and net.layers[0].neuron \
         else None
     types = {str(layer.neuron.get("type")) for layer in layers}
@@ -176,10 +178,14 @@ def _run_stock(layers: list[NetLayer], x: torch.Tensor,
         shape = tuple(x.shape[2:]) if layer is in_neuron else _out_shape(layer)
         graded = layer.neuron["type"] == "SDNN"
         outs.append(torch.empty((T, N, *shape), dtype=torch.int64 if graded else torch.bool))
+    groups = []
     for layer in layers:
         shape = _out_shape(layer)
         states.append(_stock_state(layer, (N, *shape)))
-        pending.append(torch.zeros((N, *shape), dtype=torch.float64))
+        groups.append(_delay_groups(layer))
+        # deliveries for steps t, t+1, ..., t+max_delay (Lava's synapse buffer: +1 step)
+        pending.append([torch.zeros((N, *shape), dtype=torch.float64)
+                        for _ in range(max(groups[-1]) + 1 if groups[-1] else 1)])
     k = 0 if first is None else 1
     for t in range(T):
         msg = x[t:t + 1]
@@ -187,8 +193,32 @@ def _run_stock(layers: list[NetLayer], x: torch.Tensor,
             msg = first.step(msg[0])[None]
             outs[0][t] = msg[0]
         for i, layer in enumerate(layers):
-            z = _synapse(layer, msg)[0]              # exact integers (float32 or float64)
-            msg = states[i].step(pending[i])[None]
-            pending[i] = z.to(torch.float64)
+            queue = pending[i]
+            a_in = queue.pop(0)
+            queue.append(torch.zeros_like(a_in))
+            if groups[i] is None:                     # exact integers (float32 or float64)
+                queue[0] += _synapse(layer, msg)[0].to(torch.float64)
+            else:
+                for d, w in groups[i].items():        # delay d: delivered d steps later
+                    queue[d] += _synapse(layer, msg, w)[0].to(torch.float64)
+            msg = states[i].step(a_in)[None]
             outs[k + i][t] = msg[0]
     return [o.numpy() for o in outs]
+
+
+def _delay_groups(layer: NetLayer) -> dict[int, np.ndarray] | None:
+    """A dense layer's weights split by axonal delay, as netx expands ``delay`` (per output
+    neuron, per input, or per synapse; clipped to 62) and Lava's ``DelayDense`` applies it
+    (a spike at t reaches the neuron at t + 1 + delay)."""
+    if layer.delay is None:
+        return None
+    w = np.asarray(layer.weight)
+    d = np.clip(np.rint(np.asarray(layer.delay)).astype(np.int64), 0, 62)
+    if d.ndim == 0 or d.size == 1:
+        d = np.full(w.shape, int(d.reshape(-1)[0]))
+    elif d.ndim == 1 and d.size == w.shape[0]:
+        d = np.repeat(d.reshape(-1, 1), w.shape[1], axis=1)
+    elif d.ndim == 1 and d.size == w.shape[1]:
+        d = np.repeat(d.reshape(1, -1), w.shape[0], axis=0)
+    d = d.reshape(w.shape)
+    return {int(k): np.where(d == k, w, 0) for k in np.unique(d)}
