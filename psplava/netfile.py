@@ -40,6 +40,10 @@ import numpy as np
 from psplava.errors import PsplavaError
 
 FORMAT_VERSION = 2
+#: 12-bit decays: 0 (none) .. 4096 (everything, each step)
+DECAY_UNITY_FILE = 4096
+#: weight magnitudes Loihi's 8-bit mantissa (with sign) holds
+WEIGHT_LIMIT = 256
 #: format 1 (psplava before the Loihi-exact arithmetic) sent SRM PSPs at 2**8 units per
 #: spike; its SRM layers mean something else now and are refused (re-export the checkpoint)
 SRM_SINCE_VERSION = 2
@@ -98,20 +102,85 @@ def _read_neuron(where: str, grp) -> dict[str, Any]:
                            f"{sorted(NEURON_FIELDS)})")
     out: dict[str, Any] = {"type": ntype}
     for key in grp.keys():
-        v = grp[key][()]
+        v = _read(f"{where}/neuron", grp, key)
         out[key] = _text(v) if key in ("type", "refractory", "activation") else (
             v.item() if isinstance(v, np.ndarray) and v.size == 1 else v)
     missing = [f for f in NEURON_FIELDS[ntype] if f not in out]
     if missing:
         raise NetFileError(f"{where}/neuron: {ntype} neuron misses field(s) {missing}")
+    _check_neuron(f"{where}/neuron", out)
     return out
 
 
+def _check_neuron(where: str, n: dict[str, Any]) -> None:
+    """Values, not only presence: what Lava would silently misuse or hang on."""
+    for key in ("iDecay", "vDecay", "psDecay", "refDecay"):
+        if key in n:
+            _finite_ints(where, key, n[key], 0, DECAY_UNITY_FILE)
+    if "vThMant" in n:
+        lo = 0 if n["type"] == "SDNN" else 1   # SDNN thresholds may be 0 (lava-dl writes 0)
+        _finite_ints(where, "vThMant", n["vThMant"], lo, (1 << 24) - 1)
+    for key in ("tauS", "tauR"):
+        if key in n:
+            v = np.asarray(n[key], dtype=np.float64)
+            if v.size != 1 or not np.isfinite(v) or float(v) <= 0:
+                raise NetFileError(f"{where}: field {key!r} must be a positive number, "
+                                   f"got {n[key]!r}")
+    if "refractory" in n and n["refractory"] not in ("exp", "alpha"):
+        raise NetFileError(f"{where}: field 'refractory' must be 'exp' or 'alpha', got "
+                           f"{n['refractory']!r}")
+
+
 # --------------------------------------------------------------------------- layer registry
+#: largest dataset a reader loads (a 96 KB file must not make it allocate 100 TB)
+MAX_DATASET_BYTES = 1 << 31
+
+
+def _read(where: str, obj, name: str):
+    """``obj[name][()]`` after checking the dataset's declared size against the file's size
+    (uncompressed data cannot be larger than its file) and :data:`MAX_DATASET_BYTES`."""
+    import h5py
+
+    d = obj[name]
+    if not isinstance(d, h5py.Dataset):
+        raise NetFileError(f"{where}: field {name!r} is a group, expected a dataset")
+    try:
+        nbytes = int(np.prod(d.shape, dtype=np.float64) * d.dtype.itemsize) if d.shape else 0
+    except TypeError:
+        nbytes = 0
+    file_size = Path(d.file.filename).stat().st_size
+    if nbytes > MAX_DATASET_BYTES or (d.compression is None and nbytes > file_size):
+        raise NetFileError(f"{where}: field {name!r} declares {nbytes:,} bytes (shape "
+                           f"{d.shape}) in a {file_size:,}-byte file; refusing to read it")
+    try:
+        return d[()]
+    except (OSError, ValueError) as exc:
+        raise NetFileError(f"{where}: field {name!r} is unreadable "
+                           f"({str(exc).splitlines()[0]})") from None
+
+
 def _need(where: str, grp, name: str):
     if name not in grp:
         raise NetFileError(f"{where}: missing field {name!r}")
-    return grp[name][()]
+    return _read(where, grp, name)
+
+
+def _finite_ints(where: str, name: str, a, lo: float | None = None, hi: float | None = None
+                 ) -> np.ndarray:
+    """``a`` as a numeric array whose values are finite integers in [lo, hi]."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise NetFileError(f"{where}: field {name!r} is not numeric ({a.dtype})")
+    if a.size and not np.all(np.isfinite(a)):
+        raise NetFileError(f"{where}: field {name!r} holds NaN or infinite values")
+    if a.size and not np.array_equal(a, np.round(a)):
+        raise NetFileError(f"{where}: field {name!r} holds non-integer values (Loihi "
+                           "stores integers)")
+    if a.size and lo is not None and a.min() < lo:
+        raise NetFileError(f"{where}: field {name!r} has {a.min()} < {lo}")
+    if a.size and hi is not None and a.max() > hi:
+        raise NetFileError(f"{where}: field {name!r} has {a.max()} > {hi}")
+    return a
 
 
 def _pair(v) -> tuple[int, int]:
@@ -125,15 +194,16 @@ def _read_input(where, grp, layer: NetLayer) -> None:
 
 
 def _read_conv(where, grp, layer: NetLayer) -> None:
-    w = np.asarray(_need(where, grp, "weight"))
+    w = _finite_ints(where, "weight", _need(where, grp, "weight"), -WEIGHT_LIMIT, WEIGHT_LIMIT)
     if w.ndim == 5 and w.shape[-1] == 1:
         w = w[..., 0]
     if w.ndim != 4:
         raise NetFileError(f"{where}: field 'weight' has shape {w.shape}, expected "
                            "(out, in, kh, kw)")
     layer.weight = w
-    layer.stride = _pair(_need(where, grp, "stride"))
-    layer.padding = _pair(_need(where, grp, "padding"))
+    layer.stride = _pair(_finite_ints(where, "stride", _need(where, grp, "stride"), 1, 1 << 16))
+    layer.padding = _pair(_finite_ints(where, "padding", _need(where, grp, "padding"), 0,
+                                       1 << 16))
     if "dilation" in grp and set(np.atleast_1d(grp["dilation"][()]).tolist()) != {1}:
         raise NetFileError(f"{where}: field 'dilation' != 1 is not supported")
     if "groups" in grp and int(np.asarray(grp["groups"][()]).reshape(-1)[0]) != 1:
@@ -145,7 +215,7 @@ def _read_conv(where, grp, layer: NetLayer) -> None:
 
 
 def _read_dense(where, grp, layer: NetLayer) -> None:
-    w = np.asarray(_need(where, grp, "weight"))
+    w = _finite_ints(where, "weight", _need(where, grp, "weight"), -WEIGHT_LIMIT, WEIGHT_LIMIT)
     n_out = int(np.prod(layer.shape))
     if w.ndim == 1:
         w = w.reshape(n_out, -1)
@@ -154,7 +224,8 @@ def _read_dense(where, grp, layer: NetLayer) -> None:
                            f"({n_out}, inputs)")
     layer.weight = w
     if "delay" in grp:
-        layer.delay = np.asarray(grp["delay"][()]).astype(np.int64)
+        layer.delay = _finite_ints(where, "delay", _read(where, grp, "delay"), 0,
+                                   1 << 16).astype(np.int64)
     _read_common(where, grp, layer)
 
 
@@ -173,14 +244,19 @@ def _read_common(where, grp, layer: NetLayer) -> None:
     else:
         layer.neuron = _read_neuron(where, grp["neuron"])
     if "bias" in grp:
-        layer.bias = np.asarray(grp["bias"][()])
+        layer.bias = _finite_ints(where, "bias", _read(where, grp, "bias"))
     if "dynamicThreshold" in grp:
         if layer.neuron["type"] != "SRM":
             raise NetFileError(f"{where}: 'dynamicThreshold' needs an SRM neuron")
-        layer.dynamic_threshold = {"lambda": float(_need(f"{where}/dynamicThreshold",
-                                                         grp["dynamicThreshold"], "lambda"))}
+        lam = np.asarray(_need(f"{where}/dynamicThreshold", grp["dynamicThreshold"], "lambda"),
+                         dtype=np.float64)
+        if lam.size != 1 or not np.isfinite(lam) or float(lam) <= 0:
+            raise NetFileError(f"{where}/dynamicThreshold: field 'lambda' must be a positive "
+                               f"number, got {lam.tolist()!r}")
+        layer.dynamic_threshold = {"lambda": float(lam)}
     if "quant" in grp:
-        layer.quant = {k: float(grp["quant"][k][()]) for k in grp["quant"].keys()}
+        layer.quant = {k: float(np.asarray(_read(f"{where}/quant", grp["quant"], k)).reshape(-1)[0])
+                       for k in grp["quant"].keys()}
 
 
 def _read_flatten(where, grp, layer: NetLayer) -> None:
@@ -211,7 +287,11 @@ def read_netfile(path: str | Path) -> NetFile:
     with f:
         attrs = {k: (_text(v) if isinstance(v, (bytes, np.ndarray)) else v)
                  for k, v in f.attrs.items()}
-        version = int(attrs.get("psplava_format", 0))
+        try:
+            version = int(attrs.get("psplava_format", 0))
+        except (TypeError, ValueError):
+            raise NetFileError(f"{path}: attribute 'psplava_format' must be an integer, got "
+                               f"{attrs.get('psplava_format')!r}") from None
         if version > FORMAT_VERSION:
             raise NetFileError(f"{path}: format version {version} is newer than this psplava "
                                f"reads ({FORMAT_VERSION}); upgrade psplava")
@@ -229,7 +309,8 @@ def read_netfile(path: str | Path) -> NetFile:
             if ltype not in LAYER_READERS:
                 raise NetFileError(f"{where}: unknown layer type {ltype!r} (supported: "
                                    f"{sorted(LAYER_READERS)}); netx would skip it silently")
-            shape = tuple(int(v) for v in np.atleast_1d(_need(where, grp, "shape")))
+            shape = tuple(int(v) for v in np.atleast_1d(
+                _finite_ints(where, "shape", _need(where, grp, "shape"), 1, 1 << 24)))
             layer = NetLayer(index=i, type=ltype, shape=shape)
             LAYER_READERS[ltype](where, grp, layer)
             layers.append(layer)

@@ -15,16 +15,38 @@ import numpy as np
 from psplava.errors import PsplavaError, atomic_path
 
 
+#: largest input (elements x steps) ``sim --input`` accepts
+MAX_INPUT_ELEMENTS = 1 << 30
+
+
 def _load_input(path: str) -> np.ndarray:
     try:
-        x = np.load(path, allow_pickle=False)
+        x = np.load(path, allow_pickle=False, mmap_mode="r")
     except FileNotFoundError:
         raise PsplavaError(f"{path}: input file not found") from None
-    except ValueError as exc:
+    except PermissionError:
+        raise PsplavaError(f"{path}: permission denied") from None
+    except (ValueError, OSError, EOFError) as exc:
         raise PsplavaError(f"{path}: not a readable .npy array ({exc})") from None
     if x.ndim not in (2, 4):
         raise PsplavaError(f"{path}: input has shape {x.shape}; expected (x, y, f, T) or (F, T)")
-    return x
+    if x.size > MAX_INPUT_ELEMENTS:
+        raise PsplavaError(f"{path}: input has {x.size:,} elements, more than "
+                           f"{MAX_INPUT_ELEMENTS:,}")
+    if x.dtype.kind not in "biu":
+        raise PsplavaError(f"{path}: input dtype is {x.dtype}; spikes and graded inputs must "
+                           "be integer or boolean arrays")
+    return np.asarray(x)
+
+
+def _check_spikes(path: str, x: np.ndarray, net) -> None:
+    """Spike inputs (every file but those starting with an input neuron) are 0 or 1."""
+    first = net.layers[0]
+    if first.type == "input" and first.neuron:
+        return  # graded a_in of the input neuron
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise PsplavaError(f"{path}: spike input must hold 0 and 1 only, found values in "
+                           f"[{x.min()}, {x.max()}]")
 
 
 def _pad(x: np.ndarray, steps: int) -> np.ndarray:
@@ -34,12 +56,14 @@ def _pad(x: np.ndarray, steps: int) -> np.ndarray:
     return np.concatenate([x, pad], axis=-1)
 
 
-def _run_one(model: str, x: np.ndarray, engine: str) -> np.ndarray:
+def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input"
+             ) -> np.ndarray:
     """The output layer's output, Lava order ((x, y, f, T) or (F, T)), for one input x
     (:func:`psplava.netfile.input_shape` + (T,))."""
     from psplava.netfile import input_shape, read_netfile
 
     net = read_netfile(model)
+    _check_spikes(input_path, x, net)
     expected = input_shape(net)
     if tuple(x.shape[:-1]) != expected:
         raise PsplavaError(f"{model}: the input has shape {tuple(x.shape[:-1])} per step, the "
@@ -59,9 +83,13 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         if args.output is None:
             raise PsplavaError("--input needs --output")
         x = _load_input(args.input)
-        x = _pad(x, args.steps or x.shape[-1])
+        steps = args.steps or x.shape[-1]
+        if steps * (x.size // max(x.shape[-1], 1)) > MAX_INPUT_ELEMENTS:
+            raise PsplavaError(f"--steps {steps} x {x.size // max(x.shape[-1], 1):,} inputs "
+                               f"exceeds {MAX_INPUT_ELEMENTS:,} elements")
+        x = _pad(x, steps)
         t0 = time.time()
-        out = _run_one(args.model, x, args.engine)
+        out = _run_one(args.model, x, args.engine, args.input)
         with atomic_path(args.output) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, out.astype(np.uint8) if out.dtype == bool else out)
@@ -88,6 +116,21 @@ def _sim_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(kind):
+    """argparse type: a positive ``kind`` (0 is not "the default")."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got "
+                                             f"{text!r}") from None
+        if not (0 < v < float("inf")):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got "
+                                             f"{text!r}")
+        return v
+    return parse
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="run a .net file in Lava or the reference engine")
     p.add_argument("model")
@@ -96,7 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "shape + (T,): (x, y, f, T) or (F, T) spikes, or the input neuron's a_in "
                    "(graded integers) for a file that starts with an input neuron "
                    "(docs/netfile.md, 'Input')")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=_positive(int), default=None,
                    help="steps to run (input zero-padded or cut; default: the input's T, or "
                    "the file's config in dataset mode)")
     p.add_argument("--output", help="output .npy of the output layer's output, Lava order")
@@ -105,8 +148,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None)
     p.add_argument("--split", default="test", choices=["train", "test", "val"],
                    help="val: the recordings the run (the file's config) held out")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--dt", type=float, default=None)
+    p.add_argument("--limit", type=_positive(int), default=None,
+                   help="first N recordings of the split")
+    p.add_argument("--dt", type=_positive(float), default=None, help="bin width, ms")
     p.add_argument("--compare", metavar="CKPT", default=None,
                    help="count spike mismatches per layer against this checkpoint")
     p.add_argument("--json", action="store_true", help="(the last line is always JSON)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -208,3 +209,85 @@ def test_netfile_schema_round_trip(tmp_path):
         assert a.quant == pytest.approx(b.quant)
         if a.type == "conv":
             assert (tuple(a.stride), tuple(a.padding)) == (b.stride, b.padding)
+
+
+# --------------------------------------------------------------------------- values
+_GOLDEN = Path(__file__).parent / "data" / "golden_srm_causal.net"
+
+
+def _with(tmp_path, key: str, value, dtype=None) -> Path:
+    """A copy of a valid golden file with dataset ``key`` replaced by ``value``."""
+    import shutil
+
+    import h5py
+
+    p = tmp_path / "bad.net"
+    shutil.copy(_GOLDEN, p)
+    with h5py.File(p, "r+") as f:
+        del f[key]
+        f.create_dataset(key, data=np.asarray(value, dtype=dtype))
+    return p
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("layer/1/weight", "nan", "NaN or infinite"),
+    ("layer/1/weight", "half", "non-integer"),
+    ("layer/1/weight", "big", "> 256"),
+    ("layer/1/neuron/vThMant", 0, "'vThMant' has 0 < 1"),
+    ("layer/1/neuron/psDecay", 5000, "'psDecay' has 5000 > 4096"),
+    ("layer/1/neuron/tauS", 0.0, "'tauS' must be a positive number"),
+    ("layer/1/neuron/tauS", float("nan"), "'tauS' must be a positive number"),
+    ("layer/1/dynamicThreshold/lambda", -1.0, "'lambda' must be a positive number"),
+    ("layer/1/stride", [0, 0], "'stride' has 0 < 1"),
+    ("layer/1/shape", [8, -17, 17], "'shape' has -17 < 1"),
+])
+def test_reader_checks_values(tmp_path, key, value, message):
+    import h5py
+
+    from psplava.netfile import NetFileError, read_netfile
+
+    if key.endswith("weight"):
+        with h5py.File(_GOLDEN) as f:
+            w = f[key][()].astype(np.float64)
+        w.flat[3] = {"nan": np.nan, "half": 0.5, "big": 1000.0}[value]
+        value = w
+    with pytest.raises(NetFileError, match=message.replace("(", r"\(")):
+        read_netfile(_with(tmp_path, key, value))
+
+
+def test_reader_refuses_a_huge_declared_dataset_before_reading(tmp_path):
+    """A small file whose weight dataset declares terabytes (chunked, never written) fails
+    at once, naming the field, without allocating."""
+    import shutil
+    import time
+
+    import h5py
+
+    from psplava.netfile import NetFileError, read_netfile
+
+    p = tmp_path / "huge.net"
+    shutil.copy(_GOLDEN, p)
+    with h5py.File(p, "r+") as f:
+        del f["layer/1/weight"]
+        f.create_dataset("layer/1/weight", shape=(1 << 20, 1 << 20, 3, 3), dtype="f8",
+                         chunks=(1, 1, 3, 3))
+    assert p.stat().st_size < 1 << 20
+    t0 = time.time()
+    with pytest.raises(NetFileError, match="'weight' declares"):
+        read_netfile(p)
+    assert time.time() - t0 < 5
+
+
+def test_reader_refuses_a_non_integer_format_version(tmp_path):
+    import shutil
+
+    import h5py
+
+    from psplava.netfile import NetFileError, read_netfile
+
+    p = tmp_path / "v.net"
+    shutil.copy(_GOLDEN, p)
+    with h5py.File(p, "r+") as f:
+        f.attrs["psplava_format"] = "two"
+    with pytest.raises(NetFileError, match="'psplava_format' must be an integer"):
+        read_netfile(p)

@@ -111,3 +111,28 @@ def test_lava_runtime_imports_after_numba_fixed_the_start_method(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.strip().splitlines()[-1] == "fork"
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.full((34, 34, 2, 5), 0.5), "integer or boolean"),
+    (np.full((34, 34, 2, 5), np.nan), "integer or boolean"),
+    (np.full((34, 34, 2, 5), 2, dtype=np.int32), "0 and 1 only"),
+    (np.full((34, 34, 5), 1, dtype=np.int32), "expected (x, y, f, T) or (F, T)"),
+    (np.ones((10, 5), dtype=np.int32), "per step, the network expects"),
+])
+def test_sim_input_is_checked(tmp_path, capsys, array, message):
+    path = _lava_dl_file(tmp_path)
+    np.save(tmp_path / "x.npy", array)
+    assert main(["sim", str(path), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "o.npy"), "--engine", "reference"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and ".npy" in err[0] + ".net"
+    assert not (tmp_path / "o.npy").exists()
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--limit", "--dt"])
+def test_sim_counts_must_be_positive(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exc:
+        main(["sim", "whatever.net", flag, "0"])
+    assert exc.value.code == 2
+    assert "expected a positive" in capsys.readouterr().err
