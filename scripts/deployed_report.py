@@ -5,7 +5,7 @@
 For each ``results/deployed/<name>/`` (default: all four): the float model the fine-tune
 started from (``train.init_from`` of its config; for a model trained from scratch in loihi
 arithmetic, the same weights evaluated in float arithmetic) and the fine-tuned checkpoint in
-loihi arithmetic, both with ``psplava evaluate --split val`` (the 100 recordings the runs
+loihi arithmetic and in float arithmetic (the same weights: the arithmetic's own effect), all with ``psplava evaluate --split val`` (the 100 recordings the runs
 held out); then ``psplava export best.pt -o model.net``, ``psplava sim model.net --split val
 --engine reference --compare best.pt`` (all 100) and the same with ``--engine lava`` on the
 first ``--lava-samples``.  Writes ``results/deployed/<name>/summary.json`` and prints a
@@ -49,6 +49,7 @@ def measure(name: str, lava_samples: int) -> dict:
         flt = _json(["evaluate", str(ckpt), "--split", "val", "--arithmetic", "float", "--json"])
         float_source = f"{ckpt} in float arithmetic (trained from scratch in loihi)"
     loihi = _json(["evaluate", str(ckpt), "--split", "val", "--json"])
+    same = _json(["evaluate", str(ckpt), "--split", "val", "--arithmetic", "float", "--json"])
     exp = _json(["export", str(ckpt), "-o", str(net), "--eval-samples", "0"])
     ref = _json(["sim", str(net), "--split", "val", "--engine", "reference",
                  "--compare", str(ckpt), "--json"])
@@ -56,6 +57,7 @@ def measure(name: str, lava_samples: int) -> dict:
                   str(lava_samples), "--compare", str(ckpt), "--json"])
     res = {"name": name, "float_source": float_source, "float_accuracy": flt["accuracy"],
            "loihi_accuracy": loihi["accuracy"], "loihi_arithmetic": loihi["arithmetic"],
+           "float_same_weights_accuracy": same["accuracy"],
            "reference_accuracy": ref["accuracy"], "reference_samples": ref["samples"],
            "reference_mismatches": ref["mismatches"]["loihi_exact"],
            "lava_accuracy": lava["accuracy"], "lava_samples": lava["samples"],
@@ -69,12 +71,15 @@ def measure(name: str, lava_samples: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | float (start of fine-tune) | loihi, PyTorch | reference engine | "
-             "Lava | mismatches vs PyTorch loihi (reference, all layers) | mismatches (Lava) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | float (start of fine-tune) | deployed weights in float | loihi, PyTorch | "
+             "reference engine | Lava | mismatches vs PyTorch loihi (reference, all layers) | "
+             "mismatches (Lava) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        same = r.get("float_same_weights_accuracy")
         lines.append(
-            f"| `{r['name']}` | {r['float_accuracy']:.2f} | {r['loihi_accuracy']:.2f} | "
+            f"| `{r['name']}` | {r['float_accuracy']:.2f} | "
+            f"{'-' if same is None else f'{same:.2f}'} | {r['loihi_accuracy']:.2f} | "
             f"{r['reference_accuracy']:.2f} ({r['reference_samples']}) | "
             f"{r['lava_accuracy']:.2f} ({r['lava_samples']}) | "
             f"{sum(r['reference_mismatches'])} | {sum(r['lava_mismatches'])} |")

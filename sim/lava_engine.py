@@ -127,6 +127,7 @@ class LavaNetwork:
         self._built = None  # (input memmap, output memmaps, root process, chunk)
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._started = False
+        self._steps_done = 0  # Lava time steps run since the build
 
     # ------------------------------------------------------------------ running
     def run(self, xs: np.ndarray, progress=None) -> list[np.ndarray]:
@@ -157,14 +158,19 @@ class LavaNetwork:
         src, sinks, root, chunk = self._built
         T = self.steps
         results: list[list[np.ndarray]] = [[] for _ in sinks]
+        buf = src.shape[-1]
         for start in range(0, len(xs), chunk):
             part = xs[start:start + chunk]
             n = len(part)
-            src[..., :n * T] = np.moveaxis(part, 0, -2).reshape(*self.input_shape, n * T)
+            # source and sinks index their buffers by (time_step - 1) % buf, and Lava's time
+            # keeps counting across runs: this run's columns start where the last one ended
+            cols = (self._steps_done + np.arange(n * T)) % buf
+            src[..., cols] = np.moveaxis(part, 0, -2).reshape(*self.input_shape, n * T)
             root.run(condition=_run_steps(n * T), run_cfg=_run_cfg())
             self._started = True
+            self._steps_done += n * T
             for i, sink in enumerate(sinks):
-                o = np.array(sink[..., :n * T])
+                o = np.asarray(sink[..., cols])
                 results[i].append(np.moveaxis(o.reshape(*o.shape[:-1], n, T), -2, 0))
             if progress is not None:
                 progress.update(n)
@@ -176,6 +182,7 @@ class LavaNetwork:
             self._built[2].stop()
         self._built = None
         self._started = False
+        self._steps_done = 0
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
