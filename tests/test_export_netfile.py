@@ -291,3 +291,19 @@ def test_reader_refuses_a_non_integer_format_version(tmp_path):
         f.attrs["psplava_format"] = "two"
     with pytest.raises(NetFileError, match="'psplava_format' must be an integer"):
         read_netfile(p)
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Files written atomically get the user's umask, not mkstemp's 0600."""
+    import os
+
+    from psplava.errors import atomic_path
+
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".a.txt.*"))
