@@ -115,6 +115,10 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path, k_max: float | Non
 
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise PsplavaError(f"{ckpt_path}: {name} holds NaN or infinite values; refusing to "
+                               "export (the training diverged?)")
     layers, report = build_layers(model, k_max)
     attrs = {"psplava_version": __version__, "config": json.dumps(ckpt["config"]),
              "model_spec": json.dumps(ckpt["model_spec"]),

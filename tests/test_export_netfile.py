@@ -307,3 +307,17 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
     assert not list(tmp_path.glob(".a.txt.*"))
+
+
+def test_export_refuses_nan_parameters(tmp_path, capsys):
+    spec = {"arch": "34x34x2-n4c3s2-n10", "neuron": "srm", "norm": "psp_bn", "steps": 10}
+    model = SNN(spec)
+    with torch.no_grad():
+        next(iter(model.parameters())).view(-1)[0] = float("nan")
+    cfg = deep_merge(DEFAULTS, {"model": spec, "data": {"steps": 10, "dataset": "digits"}})
+    save_checkpoint(tmp_path / "nan.pt", model, cfg)
+    out = tmp_path / "nan.net"
+    assert main(["export", str(tmp_path / "nan.pt"), "-o", str(out), "--eval-samples", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite" in err[0] and "nan.pt" in err[0]
+    assert not out.exists() and not list(tmp_path.glob(".nan.net*"))
