@@ -92,8 +92,18 @@ def main() -> None:
     ap.add_argument("--lava-samples", type=int, default=3)
     ap.add_argument("--table-only", action="store_true",
                     help="print the table of the summary.json files already measured")
+    ap.add_argument("--float-same-only", action="store_true",
+                    help="only add the deployed weights' float accuracy to each summary.json")
     args = ap.parse_args()
-    if args.table_only:
+    if args.float_same_only:
+        for n in args.names:
+            path = ROOT / "results" / "deployed" / n / "summary.json"
+            res = json.loads(path.read_text())
+            same = _json(["evaluate", str(Path("results") / "deployed" / n / "best.pt"),
+                          "--split", "val", "--arithmetic", "float", "--json"])
+            res["float_same_weights_accuracy"] = same["accuracy"]
+            path.write_text(json.dumps(res, indent=1) + "\n")
+    if args.table_only or args.float_same_only:
         rows = [json.loads((ROOT / "results" / "deployed" / n / "summary.json").read_text())
                 for n in args.names
                 if (ROOT / "results" / "deployed" / n / "summary.json").is_file()]
