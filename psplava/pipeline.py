@@ -182,7 +182,7 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_sam
     print(f"[demo] 1/4 training {cfg['model']['arch']} ({cfg['model']['neuron']}, "
           f"{cfg['model']['norm']}, {cfg['model']['arithmetic']} arithmetic) on the embedded "
           f"digits -> {out}", flush=True)
-    best = train(cfg, out, progress=sys.stderr.isatty())
+    best = train(cfg, out, progress=sys.stderr.isatty(), overwrite=True)  # a fresh demo run
     res = evaluate(out / "best.pt", split="test", limit=test_samples)
     flt = evaluate(out / "best.pt", split="test", limit=test_samples, arithmetic="float")
     print(f"[demo] PyTorch test accuracy {res['accuracy']:.3f} in {res['arithmetic']} "

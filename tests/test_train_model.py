@@ -208,3 +208,21 @@ def test_resume_accepts_checkpoints_from_before_new_default_keys(tmp_path):
     assert main(["train", "--config", str(cfg_path), "--out", str(run), "--no-progress",
                  "--resume", "--set", "train.epochs=2"]) == 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_run_folder_is_protected_and_locked(tmp_path, capsys):
+    """A folder holding a run is refused without --resume/--overwrite; a second writer is
+    refused while the lock is held."""
+    from psplava.train.trainer import run_folder_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {arch: '34x34x2-n4c3s2-n10'}\n")
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 2
+    assert "--resume continues it, --overwrite" in capsys.readouterr().err
+    with run_folder_lock(run):
+        assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress",
+                     "--overwrite"]) == 2
+        assert "another psplava process" in capsys.readouterr().err

@@ -15,7 +15,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set + (
         [f"train.init_from={args.init_from}"] if args.init_from else []))
-    best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+                 overwrite=args.overwrite)
     print(json.dumps({"best_val_accuracy": best.get("accuracy"), "best_epoch": best.get("epoch"),
                       "run_dir": str(args.out)}))
     return 0
@@ -51,7 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (dotted key), repeatable")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="start again in a folder that holds a run (its files are replaced)")
     p.add_argument("--init-from", metavar="CKPT", default=None,
                    help="fine-tune: start from this checkpoint's parameters (e.g. a float "
                         "model into model.arithmetic=loihi, or psp_ln into causal_psp_ln)")

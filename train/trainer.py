@@ -8,6 +8,8 @@ the full config, so they rebuild their model on their own.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import math
@@ -199,11 +201,48 @@ def make_optimizer(model: SNN, cfg: dict[str, Any]):
     return AdaBelief(model.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
 
 
-def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
-          progress: bool = True, log=print) -> dict[str, Any]:
-    """Train per ``cfg`` into ``out_dir``; returns the best validation metrics."""
-    out = Path(out_dir)
+RUN_FILES = ("metrics.jsonl", "last.pt", "best.pt")
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: Path):
+    """An exclusive ``flock`` on ``out/.lock`` for the run's lifetime: a second process
+    writing the same run folder fails at once instead of interleaving checkpoints."""
+    import fcntl
+
     out.mkdir(parents=True, exist_ok=True)
+    fh = open(out / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"{out}: another psplava process is writing this run folder") \
+                from None
+        yield
+    finally:
+        fh.close()
+
+
+def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
+          progress: bool = True, log=print, overwrite: bool = False) -> dict[str, Any]:
+    """Train per ``cfg`` into ``out_dir``; returns the best validation metrics.
+
+    A folder that already holds a run is refused unless ``resume`` (continue it) or
+    ``overwrite`` (start it again); one process at a time writes a run folder."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    if not resume and not overwrite and any((out / f).exists() for f in RUN_FILES):
+        raise ConfigError(f"{out}: holds a run already; --resume continues it, --overwrite "
+                          "starts it again")
+    with run_folder_lock(out):
+        return _train(cfg, out, resume, progress, log)
+
+
+def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
+           ) -> dict[str, Any]:
+    for stale in out.glob(".*.tmp"):  # temp files of a killed run (atomic_path)
+        stale.unlink(missing_ok=True)
     t = cfg["train"]
     set_threads(t.get("threads"))
     seed = int(t["seed"])
