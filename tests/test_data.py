@@ -280,3 +280,49 @@ def test_error_missing_root(tmp_path, capsys, dataset):
 def test_debug_shows_traceback(tmp_path):
     with pytest.raises(DataError):
         main(["--debug"] + _info(tmp_path / "nope"))
+
+
+def _flat_split(tmp_path, csv_text: str, encoding: str = "utf-8"):
+    d = tmp_path / "train"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "labels.csv").write_text(csv_text, encoding=encoding)
+    ev = encode_nmnist_events([1, 2], [3, 4], [0, 1], [10, 20])
+    for name in ("a", "b"):
+        (d / f"{name}.bs2").write_bytes(ev)
+    return d
+
+
+def test_labels_csv_with_byte_order_mark(tmp_path):
+    _flat_split(tmp_path, "sample,label\na,3\nb,4\n", encoding="utf-8-sig")
+    assert [label for _, label in index_nmnist(tmp_path, "train")] == [3, 4]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sample,label\na,3\na,3\n", "duplicate entry for sample 'a'"),
+    ("sample,label\na,3\na,5\n", "conflicting entry for sample 'a'"),
+])
+def test_labels_csv_duplicates_refused(tmp_path, text, message):
+    _flat_split(tmp_path, text)
+    with pytest.raises(DataError, match=message):
+        index_nmnist(tmp_path, "train")
+
+
+def test_empty_and_non_regular_recordings_refused(tmp_path):
+    import os
+
+    d = _flat_split(tmp_path, "sample,label\na,3\nb,4\n")
+    (d / "a.bs2").write_bytes(b"")
+    with pytest.raises(DataError, match="empty recording"):
+        read_nmnist_file(d / "a.bs2")
+    fifo = tmp_path / "fifo.bs2"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_nmnist_file(fifo)
+
+
+def test_fmnist_labels_outside_0_9_refused(tmp_path):
+    images = np.zeros((3, 28, 28), np.uint8)
+    np.savez(tmp_path / "fashion_mnist.npz", images=images, labels=np.array([1, 12, 3]),
+             is_test=np.array([0, 0, 0]))
+    with pytest.raises(DataError, match="outside 0-9"):
+        load_fmnist_arrays(tmp_path, "train")

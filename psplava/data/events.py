@@ -63,13 +63,25 @@ def decode_nmnist_bytes(raw: np.ndarray, source: str = "<bytes>",
 
 def read_nmnist_file(path: str | Path) -> np.ndarray:
     """Read one N-MNIST recording (``.bin`` or ``.bs2``) into an :data:`EVENT_DTYPE` array."""
+    import stat
+
     path = Path(path)
     try:
-        raw = np.fromfile(path, dtype=np.uint8)
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise DataError(f"{path}: event file not found") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    if not stat.S_ISREG(mode):  # a FIFO would block forever, a device read endlessly
+        raise DataError(f"{path}: not a regular file")
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read event file ({exc.strerror or exc})") from None
+    if raw.size == 0:
+        raise DataError(f"{path}: empty recording (0 bytes)")
     return decode_nmnist_bytes(raw, source=str(path))
 
 

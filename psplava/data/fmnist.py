@@ -68,6 +68,14 @@ def _find_idx(root: Path, name: str) -> Path | None:
     return None
 
 
+def _check_labels(path: Path, labels: np.ndarray) -> np.ndarray:
+    """Fashion-MNIST has ten classes: labels outside 0-9 are refused."""
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        bad = labels[(labels < 0) | (labels > 9)]
+        raise DataError(f"{path}: {bad.size} label(s) outside 0-9 (e.g. {int(bad[0])})")
+    return labels
+
+
 def load_fmnist_arrays(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(images uint8 (N, 28, 28), labels int64 (N,))`` of a split."""
     if split not in IDX_FILES:
@@ -89,7 +97,7 @@ def load_fmnist_arrays(root: str | Path, split: str) -> tuple[np.ndarray, np.nda
         if len(images) != len(labels):
             raise DataError(f"{img_path}: {len(images)} images but {lab_path.name} has "
                             f"{len(labels)} labels")
-        return images, labels.astype(np.int64)
+        return images, _check_labels(lab_path, labels.astype(np.int64))
     if npz.is_file():
         try:
             with np.load(npz, allow_pickle=False) as z:
@@ -102,7 +110,7 @@ def load_fmnist_arrays(root: str | Path, split: str) -> tuple[np.ndarray, np.nda
             raise DataError(f"{npz}: not a readable .npz file ({exc})") from None
         if images.ndim != 3 or images.shape[1:] != (28, 28):
             raise DataError(f"{npz}: images have shape {images.shape}, expected (N, 28, 28)")
-        return images, labels
+        return images, _check_labels(npz, labels)
     raise DataError(f"{root}: no Fashion-MNIST found (expected {img_name}[.gz] and "
                     f"{lab_name}[.gz], or fashion_mnist.npz)")
 

@@ -38,8 +38,9 @@ def split_dir(root: Path, split: str) -> Path:
 
 def _read_labels_csv(path: Path) -> list[tuple[str, int]]:
     rows: list[tuple[str, int]] = []
+    seen: dict[str, int] = {}
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is fine
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None or [h.strip().lower() for h in header[:2]] != ["sample", "label"]:
@@ -63,9 +64,16 @@ def _read_labels_csv(path: Path) -> list[tuple[str, int]]:
                 if not sample or "/" in sample or "\\" in sample:
                     raise DataError(f"{path}: malformed labels.csv at line {lineno}: bad sample "
                                     f"id {sample!r}")
+                if sample in seen:
+                    what = "duplicate" if seen[sample] == value else "conflicting"
+                    raise DataError(f"{path}: malformed labels.csv at line {lineno}: {what} "
+                                    f"entry for sample {sample!r}")
+                seen[sample] = value
                 rows.append((sample, value))
     except UnicodeDecodeError:
         raise DataError(f"{path}: malformed labels.csv: not a text file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
     return rows
 
 
