@@ -286,7 +286,7 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
             order = order[:int(per_epoch)]
         t0 = time.time()
         tr = run_epoch(model, full, order, cfg, optimizer, rng,
-                       progress=f"epoch {epoch + 1}" if progress else None)
+                       progress=f"epoch {epoch + 1}/{int(t['epochs'])}" if progress else None)
         va = run_epoch(model, full, va_idx, cfg, progress="valid" if progress else None)
         row = {"epoch": epoch + 1, "train_loss": round(tr["loss"], 6),
                "train_accuracy": round(tr["accuracy"], 6), "val_loss": round(va["loss"], 6),
@@ -305,9 +305,15 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
         save_checkpoint(out / "last.pt", model, cfg, **extra)
         if is_best:
             save_checkpoint(out / "best.pt", model, cfg, **extra)
-        log(f"epoch {epoch + 1}: train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f} | "
-            f"val acc {va['accuracy']:.3f} | rate {np.mean(va['firing_rates']):.4f} | "
-            f"{row['epoch_seconds']:.0f} s")
+        done = epoch + 1 - start_epoch
+        left = int(t["epochs"]) - epoch - 1
+        eta = (time.time() - t_start) / done * left
+        if limit_s is not None:
+            eta = min(eta, max(0.0, limit_s - (time.time() - t_start)))
+        log(f"epoch {epoch + 1}/{int(t['epochs'])}: train loss {tr['loss']:.4f} "
+            f"acc {tr['accuracy']:.3f} | val acc {va['accuracy']:.3f} | rate "
+            f"{np.mean(va['firing_rates']):.4f} | {row['epoch_seconds']:.0f} s"
+            + (f" | run ETA {eta / 60:.1f} min" if left else ""))
         if limit_s is not None and time.time() - t_start > limit_s:
             log(f"time limit of {t['time_limit_min']} min reached after epoch {epoch + 1}")
             break
