@@ -99,8 +99,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _register_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train -> export -> Lava simulation on the embedded digits")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--lava-samples", type=int, default=10,
-                   help="test digits to run through Lava (the reference engine runs all)")
+    p.add_argument("--lava-samples", type=int, default=None,
+                   help="test digits to run through Lava (default: all --test-samples, so "
+                   "every engine is scored on the same recordings)")
     p.add_argument("--test-samples", type=int, default=200,
                    help="held-out digits scored by PyTorch and the reference engine")
     p.add_argument("--config", default=None, help="default: the packaged demo_digits.yaml")

@@ -169,8 +169,8 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     return res
 
 
-def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_samples: int,
-             test_samples: int = 200) -> dict[str, Any]:
+def run_demo(config: str | Path, overrides: list[str], out: str | Path,
+             lava_samples: int | None = None, test_samples: int = 200) -> dict[str, Any]:
     """Train -> export -> simulate on the embedded digits (see configs/demo_digits.yaml)."""
     from psplava.export.exporter import export_checkpoint
     from psplava.train.config import load_config
@@ -183,32 +183,102 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path, lava_sam
           f"{cfg['model']['norm']}, {cfg['model']['arithmetic']} arithmetic) on the embedded "
           f"digits -> {out}", flush=True)
     best = train(cfg, out, progress=sys.stderr.isatty(), overwrite=True)  # a fresh demo run
+    print(f"[demo] evaluating the checkpoint (PyTorch, {cfg['model']['arithmetic']} and float "
+          f"arithmetic) on {test_samples} held-out digits", flush=True)
     res = evaluate(out / "best.pt", split="test", limit=test_samples)
     flt = evaluate(out / "best.pt", split="test", limit=test_samples, arithmetic="float")
     print(f"[demo] PyTorch test accuracy {res['accuracy']:.3f} in {res['arithmetic']} "
           f"arithmetic ({flt['accuracy']:.3f} in float) on {res['samples']} held-out digits "
           f"(best validation {best['accuracy']:.3f} at epoch {best['epoch']})", flush=True)
     net = out / "model.net"
+    print(f"[demo] 2/4 exporting {out / 'best.pt'} -> {net}", flush=True)
     report = export_checkpoint(out / "best.pt", net)
-    print(f"[demo] 2/4 exported {net}: weight rel. rms quantization error per layer "
+    print(f"[demo] exported: weight rel. rms quantization error per layer "
           + ", ".join(f"{r['weight_rel_rms_error']:.2%}" for r in report), flush=True)
+    print(f"[demo] 3/4 fixed-point reference engine on the {test_samples} digits", flush=True)
     ref = simulate_dataset(str(net), "digits", None, "test", limit=test_samples,
-                           engine="reference", compare=str(out / "best.pt"))
-    print(f"[demo] 3/4 fixed-point reference engine: test accuracy {ref['accuracy']:.3f} on "
+                           engine="reference", compare=str(out / "best.pt"),
+                           progress=sys.stderr.isatty())
+    print(f"[demo] reference engine: test accuracy {ref['accuracy']:.3f} on "
           f"{ref['samples']} digits ({ref['seconds']:.0f} s); spike mismatches against the "
           f"checkpoint's loihi forward: {ref['mismatches']['loihi_exact_total']}", flush=True)
+    lava_samples = test_samples if lava_samples is None else lava_samples
+    print(f"[demo] 4/4 Lava (Loihi2SimCfg fixed_pt), network built once: the first "
+          f"{lava_samples} test digits", flush=True)
     lava = simulate_dataset(str(net), "digits", None, "test", limit=lava_samples,
-                            engine="lava", compare=str(out / "best.pt"))
+                            engine="lava", compare=str(out / "best.pt"),
+                            progress=sys.stderr.isatty())
     mm = lava["mismatches"]
-    print(f"[demo] 4/4 Lava (Loihi2SimCfg fixed_pt): accuracy {lava['accuracy']:.3f} on the "
-          f"first {lava['samples']} test digits ({lava['seconds']:.0f} s); spike mismatches "
-          f"against the checkpoint's loihi forward: {mm['loihi_exact_total']} "
-          f"(per layer {mm['loihi_exact']}); against its float model: {mm['float_total']} "
-          f"of {sum(lava['spikes_per_layer'])} spikes")
-    print(f"[demo] done in {time.time() - t0:.0f} s")
-    return {"pytorch_accuracy": res["accuracy"], "float_accuracy": flt["accuracy"],
-            "arithmetic": res["arithmetic"], "test_samples": res["samples"],
-            "reference_accuracy": ref["accuracy"],
-            "reference_mismatches": ref["mismatches"]["loihi_exact_total"],
-            "lava_accuracy": lava["accuracy"], "lava_samples": lava["samples"],
-            "lava_mismatches": mm["loihi_exact_total"], "float_mismatches": mm["float_total"]}
+    print(f"[demo] Lava: accuracy {lava['accuracy']:.3f} on the first {lava['samples']} test "
+          f"digits ({lava['seconds']:.0f} s); spike mismatches against the checkpoint's loihi "
+          f"forward: {mm['loihi_exact_total']} (per layer {mm['loihi_exact']}); against its "
+          f"float model: {mm['float_total']} of {sum(lava['spikes_per_layer'])} spikes")
+    summary = {"pytorch_accuracy": res["accuracy"], "float_accuracy": flt["accuracy"],
+               "arithmetic": res["arithmetic"], "test_samples": res["samples"],
+               "reference_accuracy": ref["accuracy"],
+               "reference_mismatches": ref["mismatches"]["loihi_exact_total"],
+               "lava_accuracy": lava["accuracy"], "lava_samples": lava["samples"],
+               "lava_mismatches": mm["loihi_exact_total"], "float_mismatches": mm["float_total"],
+               "recordings": f"the first {res['samples']} digits of the embedded digits' test "
+                             "split (Lava: the first "
+                             f"{lava['samples']})",
+               "seconds": round(time.time() - t0)}
+    picture = out / "output_spikes.png"
+    try:
+        _plot_outputs(out / "best.pt", net, picture)
+        summary["picture"] = str(picture)
+    except Exception as exc:  # a picture is a courtesy; never fail the demo for it
+        print(f"[demo] (no picture: {exc})", file=sys.stderr)
+    from psplava.errors import atomic_path
+
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    same = res["samples"] == lava["samples"]
+    print(f"[demo] results on {summary['recordings']}:")
+    print(f"         PyTorch, float arithmetic         {flt['accuracy']:.3f}")
+    print(f"         PyTorch, {res['arithmetic']} arithmetic         {res['accuracy']:.3f}")
+    print(f"         reference engine (the .net file)  {ref['accuracy']:.3f}")
+    print(f"         Lava fixed_pt (the .net file)     {lava['accuracy']:.3f}"
+          + ("" if same else f" (first {lava['samples']})"))
+    print(f"[demo] spike mismatches against the trained model's loihi forward: "
+          f"{summary['reference_mismatches']} (reference), {summary['lava_mismatches']} "
+          f"(Lava): 0 means the file computes exactly what was trained, spike for spike.")
+    print(f"[demo] done in {summary['seconds']} s; {out / 'summary.json'}"
+          + (f", {picture}" if "picture" in summary else ""))
+    return summary
+
+
+def _plot_outputs(ckpt: Path, net: Path, path: Path) -> None:
+    """The trained model's output spikes (PyTorch, loihi arithmetic) beside Lava's, for the
+    first test digit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from psplava.data import dataset_from_config
+    from psplava.netfile import read_netfile
+    from psplava.sim.fixed import internal_to_lava
+    from psplava.sim.lava_engine import LavaNetwork
+
+    ref = CheckpointReference(str(ckpt))
+    nf = read_netfile(net)
+    cfg = json.loads(nf.attrs["config"])
+    x, y = dataset_from_config(cfg, "test", None, None, 1)[0]
+    lag = file_latency(nf)
+    xp = np.concatenate([x, np.zeros((lag, *x.shape[1:]), x.dtype)])[:, None]
+    torch_out = ref.loihi_exact(xp)[-1][:, 0]                  # (T, classes)
+    with LavaNetwork(net, xp.shape[0], "last") as lava_net:
+        lava_out = lava_net.run(internal_to_lava(xp))[-1][0].T  # (T, classes)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3), sharey=True)
+    for ax, o, title in ((axes[0], torch_out, "trained model (PyTorch, loihi arithmetic)"),
+                         (axes[1], lava_out, "exported file in Lava (fixed_pt)")):
+        t, k = np.nonzero(o)
+        ax.plot(t, k, "|", markersize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("time step")
+        ax.set_yticks(range(o.shape[1]))
+    axes[0].set_ylabel(f"output neuron (label {y})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
