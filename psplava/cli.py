@@ -48,9 +48,39 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+#: help of arguments that several commands share, by destination (filled in where a
+#: command gives none, so that every argument explains itself in ``--help``)
+SHARED_HELP = {
+    "dataset": "dataset name (default: the one in the checkpoint's or file's config)",
+    "root": "dataset folder (default: the config's, else ../shared/data/<dataset>)",
+    "split": "which recordings: train, test, or val (the ones the run held out)",
+    "limit": "use only the first N recordings of the split",
+    "checkpoint": "a checkpoint (.pt) written by psplava train",
+    "model": "a .net file (psplava's export or lava-dl's netx)",
+    "config": "YAML config file (see configs/)",
+    "engine": "lava: Lava's CPU simulator (fixed_pt); reference: the batched torch engine",
+    "out": "output folder",
+    "set": "override a config value, KEY=VALUE with a dotted key; repeatable",
+    "index": "which sample of the split (0-based)",
+}
+
+
+def _fill_help(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _fill_help(sub)
+        elif action.help is None and action.dest in SHARED_HELP:
+            action.help = SHARED_HELP[action.dest]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psplava", description=__doc__.splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks on errors and third-party import notices")
+    from psplava import __version__
+
+    parser.add_argument("--version", action="version", version=f"psplava {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect datasets")
@@ -70,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in COMMANDS.values():
         register(sub)
+    _fill_help(parser)
     return parser
 
 

@@ -125,3 +125,26 @@ def test_no_third_party_import_warnings_unless_debug():
     for noise in ("Prophesee", "CUDA_HOME"):
         assert noise not in quiet.stderr + quiet.stdout
     assert "Prophesee" in loud.stderr  # lava-dl 0.6 prints it; --debug shows it
+
+
+def test_every_argument_has_help_and_version_prints():
+    import argparse
+
+    from psplava.cli import _register_stage_commands, build_parser, main
+
+    _register_stage_commands()
+    missing = []
+
+    def walk(p, prefix):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sp in a.choices.items():
+                    walk(sp, f"{prefix} {name}")
+            elif a.help is None:
+                missing.append(f"{prefix} {a.option_strings or a.dest}")
+
+    walk(build_parser(), "psplava")
+    assert not missing, missing
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
