@@ -226,3 +226,22 @@ def test_run_folder_is_protected_and_locked(tmp_path, capsys):
         assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress",
                      "--overwrite"]) == 2
         assert "another psplava process" in capsys.readouterr().err
+
+
+def test_resume_repairs_the_metrics_log(tmp_path):
+    """A kill after last.pt but before its metrics row, and a duplicated row: resume leaves
+    each epoch exactly once, and metrics.csv mirrors it."""
+    import csv as _csv
+
+    from psplava.train.trainer import _repair_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"epoch": 1, "val_accuracy": 0.1}, {"epoch": 2, "val_accuracy": 0.2},
+            {"epoch": 2, "val_accuracy": 0.2}, {"epoch": 3, "val_accuracy": 0.3}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"epoch": 4, "va')
+    _repair_metrics(path, 3, {"epoch": 3, "val_accuracy": 0.3})
+    assert [json.loads(l)["epoch"] for l in path.read_text().splitlines()] == [1, 2, 3]
+    _repair_metrics(path, 4, {"epoch": 4, "val_accuracy": 0.4})  # row 4 never written
+    assert [json.loads(l)["epoch"] for l in path.read_text().splitlines()] == [1, 2, 3, 4]
+    with open(tmp_path / "metrics.csv") as f:
+        assert [r["epoch"] for r in _csv.DictReader(f)] == ["1", "2", "3", "4"]

@@ -202,6 +202,49 @@ def make_optimizer(model: SNN, cfg: dict[str, Any]):
 
 
 RUN_FILES = ("metrics.jsonl", "last.pt", "best.pt")
+CSV_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+               "val_spikes_per_sample", "epoch_seconds")
+
+
+def _metric_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line cut by a kill: it and anything after are dropped
+    return rows
+
+
+def _repair_metrics(path: Path, epochs_done: int, last_row: dict | None) -> None:
+    """Make ``metrics.jsonl`` hold epochs 1..epochs_done once each (as last.pt says)."""
+    rows = [r for r in _metric_rows(path) if int(r.get("epoch", 0)) <= epochs_done]
+    seen, unique = set(), []
+    for r in rows:
+        if r["epoch"] not in seen:
+            seen.add(r["epoch"])
+            unique.append(r)
+    if last_row is not None and epochs_done not in seen:
+        unique.append(last_row)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in unique))
+    _write_metrics_csv(path)
+
+
+def _write_metrics_csv(path: Path) -> None:
+    """``metrics.csv`` beside ``metrics.jsonl``: the scalar columns, one row per epoch."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS + ("val_mean_firing_rate",))
+    for r in _metric_rows(path):
+        rate = np.mean(r["val_firing_rates"]) if r.get("val_firing_rates") else ""
+        w.writerow([r.get(c, "") for c in CSV_COLUMNS] + [rate])
+    with atomic_path(path.with_suffix(".csv")) as tmp:
+        tmp.write_text(buf.getvalue())
 
 
 @contextlib.contextmanager
@@ -268,6 +311,7 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch = int(ckpt["epoch"]) + 1
         best = dict(ckpt.get("best") or best)
+        _repair_metrics(metrics_path, start_epoch, ckpt.get("metrics"))
     else:
         metrics_path.unlink(missing_ok=True)
         if t.get("init_from"):
@@ -294,17 +338,21 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
                "train_firing_rates": tr["firing_rates"], "val_firing_rates": va["firing_rates"],
                "val_spikes_per_sample": round(va["spikes_per_sample"], 2),
                "epoch_seconds": round(time.time() - t0, 2)}
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
         is_best = va["accuracy"] > best["accuracy"]
         if is_best:
             best = {"accuracy": va["accuracy"], "epoch": epoch + 1,
                     "firing_rates": va["firing_rates"]}
         extra = {"epoch": epoch, "optimizer": optimizer.state_dict(), "best": best,
                  "metrics": row}
-        save_checkpoint(out / "last.pt", model, cfg, **extra)
+        # order matters for a kill at any moment: best.pt before the last.pt that records
+        # it; last.pt commits the epoch; its metrics row follows (a resume repairs the log
+        # from last.pt, so no epoch is ever missing or twice)
         if is_best:
             save_checkpoint(out / "best.pt", model, cfg, **extra)
+        save_checkpoint(out / "last.pt", model, cfg, **extra)
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        _write_metrics_csv(metrics_path)
         done = epoch + 1 - start_epoch
         left = int(t["epochs"]) - epoch - 1
         eta = (time.time() - t_start) / done * left
