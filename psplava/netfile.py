@@ -31,6 +31,7 @@ fields, mismatched shapes and newer format versions are errors naming layer and 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -376,8 +377,13 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
 
     from psplava.errors import atomic_path
 
+    import io
+
+    # built in memory, then written with plain file I/O: h5py segfaults when the disk fills
+    # under it, while a full disk here is an OSError that atomic_path cleans up after
+    mem = io.BytesIO()
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(mem, "w") as f:
             f.attrs["psplava_format"] = FORMAT_VERSION
             for k, v in attrs.items():
                 f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
@@ -401,3 +407,7 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                         continue  # netx's default neuron: written as lava-dl writes it
                     for key, value in (values or {}).items():
                         g.create_dataset(f"{sub}/{key}", data=value)  # str as lava-dl does
+        with open(tmp, "wb") as out:
+            out.write(mem.getbuffer())
+            out.flush()
+            os.fsync(out.fileno())

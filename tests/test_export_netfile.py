@@ -321,3 +321,31 @@ def test_export_refuses_nan_parameters(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NaN or infinite" in err[0] and "nan.pt" in err[0]
     assert not out.exists() and not list(tmp_path.glob(".nan.net*"))
+
+
+def test_atomic_write_handles_long_names_and_full_disks(tmp_path, monkeypatch):
+    """Any legal name (255 bytes) works; a failing write (as on a full disk) leaves no
+    file and no temp file behind."""
+    import builtins
+    import errno
+
+    from psplava.errors import atomic_path
+    from psplava.netfile import read_netfile, write_netfile
+
+    golden = read_netfile(Path(__file__).parent / "data" / "golden_srm_causal.net")
+    long_name = tmp_path / ("m" * 251 + ".net")
+    write_netfile(long_name, golden.layers, {})
+    assert len(read_netfile(long_name).layers) == len(golden.layers)
+
+    real_open = builtins.open
+
+    def full_disk(file, mode="r", *a, **k):
+        if "w" in mode and str(file).endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(OSError):
+        write_netfile(tmp_path / "full.net", golden.layers, {})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [long_name.name]
