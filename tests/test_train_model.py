@@ -245,3 +245,31 @@ def test_resume_repairs_the_metrics_log(tmp_path):
     assert [json.loads(l)["epoch"] for l in path.read_text().splitlines()] == [1, 2, 3, 4]
     with open(tmp_path / "metrics.csv") as f:
         assert [r["epoch"] for r in _csv.DictReader(f)] == ["1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("train.epochs=abc", "train.epochs must be an integer"),
+    ("model.lam=-1", "model.lam must be > 0"),
+    ("model.norm=foo", "model.norm must be one of"),
+    ("model.srm.tau_s=0", "model.srm.tau_s must be > 0"),
+    ("model.arch=34x34x2-0c3-10", "at least 1 output channel"),
+    ("model.arch=0c3", "must start with the input shape"),
+    ("train.bogus=1", "unknown train keys ['bogus']"),
+    ("data.steps=0", "data.steps must be >= 1"),
+    ("train.lr=.nan", "train.lr must be finite"),
+    ("train.loss.true_rate=2", "train.loss.true_rate must be <= 1"),
+])
+def test_config_schema_one_line_exit_2(tmp_path, capsys, setting, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {arch: '34x34x2-n4c3s2-n10'}\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r"), "--no-progress",
+                 "--set", setting]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_config_file_values_checked_like_set(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {arch: '34x34x2-n4c3s2-n10'}\ntrain: {epochs: 'abc'}\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "train.epochs must be an integer" in capsys.readouterr().err

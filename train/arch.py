@@ -80,9 +80,13 @@ def _parse_items(text: str, full: str) -> list[LayerSpec]:
             k, s = int(m.group(3)), int(m.group(4) or 1)
             if k % 2 == 0 or k < 1 or s < 1:
                 raise ConfigError(f"conv {tok!r} in {full!r}: kernel must be odd, stride >= 1")
+            if int(m.group(2)) < 1:
+                raise ConfigError(f"conv {tok!r} in {full!r}: needs at least 1 output channel")
             layers.append(LayerSpec("conv", int(m.group(2)), k, s, bool(m.group(1)),
                                     bool(m.group(5))))
         elif m := _DENSE.match(tok):
+            if int(m.group(2)) < 1:
+                raise ConfigError(f"dense {tok!r} in {full!r}: needs at least 1 output")
             layers.append(LayerSpec("dense", int(m.group(2)), pre_norm=bool(m.group(1)),
                                     post_norm=bool(m.group(3))))
         else:
@@ -98,6 +102,8 @@ def parse_arch(text: str) -> tuple[tuple[int, int, int], list[LayerSpec]]:
     if not m:
         raise ConfigError(f"architecture {text!r} must start with the input shape HxW[xC]")
     shape = (int(m.group(1)), int(m.group(2)), int(m.group(3) or 1))
+    if min(shape) < 1:
+        raise ConfigError(f"architecture {text!r}: input shape {shape} must be positive")
     if len(parts) < 2:
         raise ConfigError(f"architecture {text!r} has no layers")
     layers = _parse_items("-".join(parts[1:]), full)

@@ -92,14 +92,136 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     return cfg
 
 
+class _Field:
+    """One config value's type, range and allowed values (``None`` allowed if nullable)."""
+
+    def __init__(self, kind: type | tuple[type, ...], *, lo: float | None = None,
+                 hi: float | None = None, above: float | None = None,
+                 choices: tuple[str, ...] | None = None, nullable: bool = False) -> None:
+        self.kind, self.lo, self.hi, self.above = kind, lo, hi, above
+        self.choices, self.nullable = choices, nullable
+
+    def check(self, where: str, v: Any) -> None:
+        if v is None:
+            if not self.nullable:
+                raise ConfigError(f"{where} must be set")
+            return
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)
+        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            names = " or ".join({int: "an integer", float: "a number", str: "a string",
+                                 dict: "a mapping", bool: "true/false"}[k] for k in kinds)
+            raise ConfigError(f"{where} must be {names}, got {v!r}")
+        if self.choices is not None and v not in self.choices:
+            raise ConfigError(f"{where} must be one of {list(self.choices)}, got {v!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ConfigError(f"{where} must be finite, got {v!r}")
+            if self.lo is not None and v < self.lo:
+                raise ConfigError(f"{where} must be >= {self.lo}, got {v!r}")
+            if self.hi is not None and v > self.hi:
+                raise ConfigError(f"{where} must be <= {self.hi}, got {v!r}")
+            if self.above is not None and not v > self.above:
+                raise ConfigError(f"{where} must be > {self.above}, got {v!r}")
+
+
+_NORMS = ("none", "psp_bn", "psp_ln", "causal_psp_ln", "bn", "bntt", "tdbn")
+
+#: the one schema of a config (YAML file and ``--set`` alike): every key, its type and range
+SCHEMA: dict[str, dict[str, _Field]] = {
+    "data": {
+        "dataset": _Field(str, choices=("nmnist", "fmnist", "digits")),
+        "root": _Field(str, nullable=True),
+        "steps": _Field(int, lo=1, hi=100_000),
+        "dt_ms": _Field(float, above=0),
+        "val_count": _Field(int, lo=0),
+        "train_limit": _Field(int, lo=1, nullable=True),
+        "encoding": _Field(dict),
+        "augment": _Field(dict),
+        "cache": _Field(str, nullable=True),
+    },
+    "model": {
+        "arch": _Field(str),
+        "neuron": _Field(str, choices=("srm", "cuba")),
+        "norm": _Field(str, choices=_NORMS),
+        "lam": _Field(float, above=0),
+        "init": _Field(str, choices=("theta", "paper")),
+        "init_gain": _Field(float, above=0),
+        "arithmetic": _Field(str, choices=("float", "loihi")),
+        "k_max": _Field(float, above=0),
+        "steps": _Field(int, lo=1),
+        "srm": _Field(dict, nullable=True),
+        "cuba": _Field(dict, nullable=True),
+        "weight_scale": _Field(float, above=0),
+    },
+    "train": {
+        "epochs": _Field(int, lo=0),
+        "batch_size": _Field(int, lo=1),
+        "lr": _Field(float, above=0),
+        "weight_decay": _Field(float, lo=0),
+        "samples_per_epoch": _Field(int, lo=1, nullable=True),
+        "seed": _Field(int, lo=0),
+        "threads": _Field(int, lo=1, nullable=True),
+        "loss": _Field(dict),
+        "time_limit_min": _Field(float, above=0, nullable=True),
+        "init_from": _Field(str, nullable=True),
+    },
+}
+_NESTED = {
+    ("data", "augment"): {"shift": _Field(int, lo=0)},
+    ("data", "encoding"): {"kind": _Field(str, choices=("rate", "regular")),
+                           "gain": _Field(float, above=0, hi=1)},
+    ("train", "loss"): {"true_rate": _Field(float, lo=0, hi=1),
+                        "false_rate": _Field(float, lo=0, hi=1)},
+}
+
+
 def validate(cfg: dict[str, Any], source: str) -> None:
-    for section in ("data", "model", "train"):
-        unknown = set(cfg[section]) - set(DEFAULTS[section]) - (
-            {"steps", "srm", "cuba", "weight_scale"} if section == "model" else set())
+    """Check every key of the config against :data:`SCHEMA` (unknown keys refused), the
+    architecture string and the neuron parameters; one :class:`ConfigError` line each."""
+    for section, fields in SCHEMA.items():
+        values = cfg.get(section)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {section!r} must be a mapping")
+        unknown = set(values) - set(fields)
         if unknown:
-            raise ConfigError(f"{source}: unknown {section} keys {sorted(unknown)}")
-    if "root" not in cfg["data"]:
-        raise ConfigError(f"{source}: data.root is required")
-    t = cfg["train"]
-    if int(t["batch_size"]) < 1 or int(t["epochs"]) < 0:
-        raise ConfigError(f"{source}: train.batch_size must be >= 1 and train.epochs >= 0")
+            raise ConfigError(f"{source}: unknown {section} keys {sorted(unknown)} (known: "
+                              f"{sorted(fields)})")
+        for key, field in fields.items():
+            if key in values:
+                field.check(f"{source}: {section}.{key}", values[key])
+        for (sec, key), sub in _NESTED.items():
+            if sec == section and isinstance(values.get(key), dict):
+                extra = set(values[key]) - set(sub)
+                if extra:
+                    raise ConfigError(f"{source}: unknown {section}.{key} keys "
+                                      f"{sorted(extra)} (known: {sorted(sub)})")
+                for k, field in sub.items():
+                    if k in values[key]:
+                        field.check(f"{source}: {section}.{key}.{k}", values[key][k])
+    m = cfg["model"]
+    from psplava.train.arch import parse_arch
+
+    try:
+        parse_arch(m["arch"])
+    except Exception as exc:  # the grammar's own message, as one line
+        raise ConfigError(f"{source}: model.arch {m['arch']!r}: {exc}") from None
+    if m.get("srm"):
+        from psplava.train.neuron import SRMParams
+
+        for k, v in m["srm"].items():
+            if k.startswith("tau") or k in ("theta", "alpha", "beta"):
+                _Field(float, above=0).check(f"{source}: model.srm.{k}", v)
+        try:
+            SRMParams(**m["srm"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: model.srm: {exc}") from None
+    if m.get("cuba"):
+        from psplava.train.neuron import CubaParams
+
+        try:
+            CubaParams(**m["cuba"])
+        except TypeError as exc:
+            raise ConfigError(f"{source}: model.cuba: {exc}") from None
