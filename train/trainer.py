@@ -232,6 +232,17 @@ def _repair_metrics(path: Path, epochs_done: int, last_row: dict | None) -> None
     _write_metrics_csv(path)
 
 
+def _tensorboard(out: Path):
+    """A TensorBoard writer into ``out/tensorboard`` when the ``tensorboard`` package is
+    installed (it is optional), else None."""
+    try:
+        import tensorboard  # noqa: F401
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
 def _write_metrics_csv(path: Path) -> None:
     """``metrics.csv`` beside ``metrics.jsonl``: the scalar columns, one row per epoch."""
     import csv
@@ -322,6 +333,7 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
     per_epoch = t.get("samples_per_epoch")
     limit_s = float(t["time_limit_min"]) * 60 if t.get("time_limit_min") else None
+    board = _tensorboard(out)
     t_start = time.time()
     for epoch in range(start_epoch, int(t["epochs"])):
         rng = np.random.default_rng([seed, epoch])
@@ -353,6 +365,12 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
         with open(metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
         _write_metrics_csv(metrics_path)
+        if board is not None:
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+                board.add_scalar(key.replace("_", "/", 1), row[key], epoch + 1)
+            board.add_scalar("val/mean_firing_rate", float(np.mean(va["firing_rates"])),
+                             epoch + 1)
+            board.flush()
         done = epoch + 1 - start_epoch
         left = int(t["epochs"]) - epoch - 1
         eta = (time.time() - t_start) / done * left
