@@ -153,29 +153,37 @@ def wrap24(z: torch.Tensor) -> torch.Tensor:
 _F32_EXACT = float(1 << 24)   # integers below this add exactly in float32
 
 
-def _abs_max(x: torch.Tensor) -> float:
-    """``max |x|``; 1 for spikes (bool) without scanning them."""
+def _min_max(x: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of ``x`` in one pass; (0, 1) for spikes (bool) without scanning."""
     if not x.numel():
-        return 0.0
+        return 0.0, 0.0
     if x.dtype == torch.bool:
-        return 1.0
+        return 0.0, 1.0
     lo, hi = torch.aminmax(x)
-    return float(max(-lo, hi))
+    return float(lo), float(hi)
 
 
-def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int) -> torch.Tensor:
+def _abs_max(x: torch.Tensor) -> float:
+    lo, hi = _min_max(x)
+    return max(-lo, hi)
+
+
+def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int,
+                  x_range: tuple[float, float] | None = None) -> torch.Tensor:
     """``fn(x, w)`` (a conv or a matmul of integers) computed exactly, as int64.
 
     float32 kernels are exact while every partial sum stays below 2**24: used directly when
     ``fan_in max|x| max|w| < 2**24`` (spikes), on the two 8-bit halves of ``x`` when only
-    that fits (PSPs below 2**16), else in float64 (exact below 2**53).
+    that fits (PSPs below 2**16), else in float64 (exact below 2**53).  ``x_range``: x's
+    (min, max) when the caller has it (one scan of x, not several).
     """
-    xmax = _abs_max(x)
+    lo, hi = _min_max(x) if x_range is None else x_range
+    xmax = max(-lo, hi)
     wmax = _abs_max(w)
     w32 = w.to(torch.float32)
     if fan_in * xmax * wmax < _F32_EXACT:
         return torch.round(fn(x.to(torch.float32), w32)).to(torch.int64)
-    if xmax < 65536 and fan_in * 255 * wmax < _F32_EXACT and bool((x >= 0).all()):
+    if xmax < 65536 and fan_in * 255 * wmax < _F32_EXACT and lo >= 0:
         xi = x.to(torch.int64)
         both = torch.cat([(xi >> 8).to(torch.float32), (xi & 255).to(torch.float32)])
         z = torch.round(fn(both, w32)).to(torch.int64)
@@ -194,14 +202,16 @@ def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int | tuple[int
     """
     import torch.nn.functional as F
 
+    x_range = _min_max(x)
     if kind == "conv":
         fan_in = int(w[0].numel())
         z = _exact_matmul(lambda a, b: F.conv2d(a, b, stride=stride, padding=padding),
-                          x, w, fan_in)
-        if fan_in * _abs_max(x) * _abs_max(w) >= STATE_MAX and _abs_max(z) >= STATE_MAX:
+                          x, w, fan_in, x_range)
+        bound = fan_in * max(-x_range[0], x_range[1]) * _abs_max(w)
+        if bound >= STATE_MAX and _abs_max(z) >= STATE_MAX:
             z = wrap24(z)
         return z
-    return _exact_matmul(lambda a, b: a @ b.t(), x, w, int(w.shape[1]))
+    return _exact_matmul(lambda a, b: a @ b.t(), x, w, int(w.shape[1]), x_range)
 
 
 def latency(neuron: NeuronType | str, n_layers: int) -> int:
