@@ -40,8 +40,9 @@ def _held_out_accuracy(ckpt: str, samples: int) -> dict | None:
     cfg = load_checkpoint(ckpt)["config"]
     split = "val" if int(cfg.get("data", {}).get("val_count") or 0) > 0 else "test"
     try:
-        flt = evaluate(ckpt, split=split, limit=samples, arithmetic="float")
-        exp = evaluate(ckpt, split=split, limit=samples, arithmetic="loihi")
+        bar = sys.stderr.isatty()  # tqdm bars with ETA on a terminal, silent in logs
+        flt = evaluate(ckpt, split=split, limit=samples, arithmetic="float", progress=bar)
+        exp = evaluate(ckpt, split=split, limit=samples, arithmetic="loihi", progress=bar)
     except PsplavaError as exc:
         print(f"(no accuracy check: the config's data is not at hand: {exc})", file=sys.stderr)
         return None

@@ -26,7 +26,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from psplava.train.trainer import evaluate
 
     res = evaluate(args.checkpoint, args.dataset, args.root, args.split, args.limit,
-                   progress=not args.json, arithmetic=args.arithmetic)
+                   progress=sys.stderr.isatty(), arithmetic=args.arithmetic)
     if args.json:
         print(json.dumps(res))
     else:
