@@ -115,6 +115,10 @@ def _read_neuron(where: str, grp) -> dict[str, Any]:
 
 def _check_neuron(where: str, n: dict[str, Any]) -> None:
     """Values, not only presence: what Lava would silently misuse or hang on."""
+    for key, value in n.items():
+        if key not in ("type", "refractory", "activation") and np.ndim(value) > 0:
+            raise NetFileError(f"{where}: field {key!r} must be a single number, got shape "
+                               f"{np.shape(value)}")
     for key in ("iDecay", "vDecay", "psDecay", "refDecay"):
         if key in n:
             _finite_ints(where, key, n[key], 0, DECAY_UNITY_FILE)
@@ -273,8 +277,86 @@ LAYER_READERS: dict[str, Callable[[str, Any, NetLayer], None]] = {
 }
 
 
+def _parse(path: Path, f) -> tuple[list[NetLayer], dict[str, Any], int]:
+    """The layers, attributes and format version of an open file (checked as read)."""
+    attrs = {k: (_text(v) if isinstance(v, (bytes, np.ndarray)) else v)
+             for k, v in f.attrs.items()}
+    try:
+        version = int(attrs.get("psplava_format", 0))
+    except (TypeError, ValueError):
+        raise NetFileError(f"{path}: attribute 'psplava_format' must be an integer, got "
+                           f"{attrs.get('psplava_format')!r}") from None
+    if version > FORMAT_VERSION:
+        raise NetFileError(f"{path}: format version {version} is newer than this psplava "
+                           f"reads ({FORMAT_VERSION}); upgrade psplava")
+    if "layer" not in f:
+        raise NetFileError(f"{path}: no 'layer' group (not a netx network)")
+    group = f["layer"]
+    keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
+    if [str(i) for i in range(len(keys))] != keys:
+        raise NetFileError(f"{path}: layers must be named 0..n-1, found {keys}")
+    layers = []
+    for i, key in enumerate(keys):
+        where = f"{path}: layer/{key}"
+        grp = group[key]
+        ltype = _text(_need(where, grp, "type"))
+        if ltype not in LAYER_READERS:
+            raise NetFileError(f"{where}: unknown layer type {ltype!r} (supported: "
+                               f"{sorted(LAYER_READERS)}); netx would skip it silently")
+        shape = tuple(int(v) for v in np.atleast_1d(
+            _finite_ints(where, "shape", _need(where, grp, "shape"), 1, 1 << 24)))
+        layer = NetLayer(index=i, type=ltype, shape=shape)
+        LAYER_READERS[ltype](where, grp, layer)
+        layers.append(layer)
+    return layers, attrs, version
+
+
 def read_netfile(path: str | Path) -> NetFile:
-    """Read and check a ``.net`` file (ours or lava-dl's)."""
+    """Read and check a ``.net`` file (ours or lava-dl's).
+
+    The HDF5 library can crash (segfault) on a maliciously corrupted file, which no Python
+    ``except`` catches; on POSIX the file is therefore parsed in a forked child, and a crash
+    there becomes a one-line :class:`NetFileError` (``PSPLAVA_NETFILE_INPROCESS=1`` reads in
+    the process, for debugging)."""
+    if hasattr(os, "fork") and not os.environ.get("PSPLAVA_NETFILE_INPROCESS"):
+        return _read_isolated(Path(path))
+    return _read_netfile(path)
+
+
+def _read_isolated(path: Path) -> NetFile:
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: parse, send the result (our own pickle of arrays and str), exit
+        os.close(r)
+        try:
+            try:
+                result = ("ok", _read_netfile(path))
+            except NetFileError as exc:
+                result = ("error", str(exc))
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
+                result = ("error", f"{path}: unreadable ({type(exc).__name__}: {exc})")
+            data = pickle.dumps(result)
+            with os.fdopen(w, "wb") as fh:
+                fh.write(data)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) or not data:
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        raise NetFileError(f"{path}: corrupt HDF5 file (the HDF5 library crashed reading it"
+                           + (f", signal {sig})" if sig else ")"))
+    kind, value = pickle.loads(data)  # written by the child above, not by the file
+    if kind == "error":
+        raise NetFileError(value)
+    return value
+
+
+def _read_netfile(path: str | Path) -> NetFile:
     import h5py
 
     path = Path(path)
@@ -285,36 +367,18 @@ def read_netfile(path: str | Path) -> NetFile:
     except OSError as exc:
         raise NetFileError(f"{path}: not a readable HDF5 file (truncated or another format: "
                            f"{str(exc).splitlines()[0]})") from None
-    with f:
-        attrs = {k: (_text(v) if isinstance(v, (bytes, np.ndarray)) else v)
-                 for k, v in f.attrs.items()}
+    try:
+        layers, attrs, version = _parse(path, f)
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        # h5py's errors on a corrupted file (bad heap, B-tree, dataspace, past EOF ...)
+        raise NetFileError(f"{path}: corrupt or unreadable HDF5 content "
+                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                           ) from None
+    finally:
         try:
-            version = int(attrs.get("psplava_format", 0))
-        except (TypeError, ValueError):
-            raise NetFileError(f"{path}: attribute 'psplava_format' must be an integer, got "
-                               f"{attrs.get('psplava_format')!r}") from None
-        if version > FORMAT_VERSION:
-            raise NetFileError(f"{path}: format version {version} is newer than this psplava "
-                               f"reads ({FORMAT_VERSION}); upgrade psplava")
-        if "layer" not in f:
-            raise NetFileError(f"{path}: no 'layer' group (not a netx network)")
-        group = f["layer"]
-        keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
-        if [str(i) for i in range(len(keys))] != keys:
-            raise NetFileError(f"{path}: layers must be named 0..n-1, found {keys}")
-        layers = []
-        for i, key in enumerate(keys):
-            where = f"{path}: layer/{key}"
-            grp = group[key]
-            ltype = _text(_need(where, grp, "type"))
-            if ltype not in LAYER_READERS:
-                raise NetFileError(f"{where}: unknown layer type {ltype!r} (supported: "
-                                   f"{sorted(LAYER_READERS)}); netx would skip it silently")
-            shape = tuple(int(v) for v in np.atleast_1d(
-                _finite_ints(where, "shape", _need(where, grp, "shape"), 1, 1 << 24)))
-            layer = NetLayer(index=i, type=ltype, shape=shape)
-            LAYER_READERS[ltype](where, grp, layer)
-            layers.append(layer)
+            f.close()
+        except Exception:  # closing a corrupted file may fail too; nothing is left open
+            pass
     _check_chain(path, layers)
     if 0 < version < SRM_SINCE_VERSION and any(l.neuron.get("type") == "SRM" for l in layers):
         raise NetFileError(f"{path}: format {version} SRM layers use the PSP units of an older "

@@ -1,0 +1,211 @@
+"""Fuzzing the command line with bad inputs: `.net` mutations, event bytes, configs and
+`sim --input` arrays (seeded, so a failure reproduces; `PSPLAVA_FUZZ_CASES` scales it).
+
+Every case must end within a time bound in exit 0 with a correct result (sim: an output
+file of the right shape) or exit 2 with exactly one line on stderr naming the problem.  A
+traceback, a hang or a silent wrong result is a defect.  Each test prints its counts
+(tried / clear / ok / traceback / hang / silent) -- `pytest -s tests/test_fuzz.py` shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from psplava.cli import main
+
+from conftest import encode_nmnist_events
+
+DATA = Path(__file__).parent / "data"
+CASES = int(os.environ.get("PSPLAVA_FUZZ_CASES", "30"))
+TIME_BOUND_S = 60
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Hang()
+
+
+def _run(argv: list[str], capsys, check_ok=None) -> str:
+    """One CLI call classified as clear / ok / traceback / hang / silent."""
+    capsys.readouterr()
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(TIME_BOUND_S)
+    try:
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's usage errors exit 2 themselves
+            code = exc.code
+    except _Hang:
+        return "hang"
+    except Exception as exc:
+        if os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+            import traceback
+            traceback.print_exc(file=sys.__stderr__)
+        return "traceback"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    if code == 2:
+        lines = [line for line in err if line.startswith("psplava") or "error" in line]
+        if len(lines) != 1 and os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+            print("NOT ONE LINE:", err, file=sys.__stderr__)
+        return "clear" if len(lines) == 1 else "traceback"
+    if code == 0:
+        return "ok" if check_ok is None or check_ok() else "silent"
+    if os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+        print("EXIT", code, err, file=sys.__stderr__)
+    return "traceback"
+
+
+def _report(name: str, counts: Counter) -> None:
+    print(f"\nfuzz {name}: tried {sum(counts.values())}, " +
+          ", ".join(f"{k} {counts[k]}" for k in ("clear", "ok", "traceback", "hang", "silent")))
+    assert counts["traceback"] == counts["hang"] == counts["silent"] == 0, dict(counts)
+
+
+# --------------------------------------------------------------------------- .net files
+def _datasets(path: Path) -> list[str]:
+    names: list[str] = []
+    with h5py.File(path) as f:
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
+def _mutate_net(src: Path, dst: Path, rng: np.random.Generator) -> None:
+    shutil.copy(src, dst)
+    kind = rng.integers(0, 4)
+    if kind == 0:  # flip bytes
+        raw = bytearray(dst.read_bytes())
+        for _ in range(int(rng.integers(1, 20))):
+            raw[int(rng.integers(0, len(raw)))] = int(rng.integers(0, 256))
+        dst.write_bytes(bytes(raw))
+        return
+    if kind == 1:  # truncate
+        raw = dst.read_bytes()
+        dst.write_bytes(raw[:int(rng.integers(0, len(raw)))])
+        return
+    names = _datasets(dst)
+    name = names[int(rng.integers(0, len(names)))]
+    with h5py.File(dst, "r+") as f:
+        old = f[name][()]
+        del f[name]
+        if kind == 2:  # delete the dataset
+            return
+        shape = np.shape(old)
+        choice = int(rng.integers(0, 7))
+        value = [np.full(shape, np.nan), np.full(shape, -7), np.full(shape, 1e12),
+                 np.zeros((0,)), np.ones((3, 3, 3)), np.array(b"garbage"),
+                 rng.normal(size=shape) * 300][choice]
+        f.create_dataset(name, data=value)
+
+
+@pytest.mark.parametrize("golden", ["golden_srm_causal", "golden_cuba_psp_bn"])
+def test_fuzz_net_files(tmp_path, capsys, golden):
+    rng = np.random.default_rng(11)
+    src = DATA / f"{golden}.net"
+    with h5py.File(src) as f:
+        shape = tuple(int(v) for v in f["layer/0/shape"][()])  # (C, H, W)
+    x = (rng.random((shape[2], shape[1], shape[0], 8)) < 0.3).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    counts: Counter = Counter()
+    for i in range(CASES):
+        net = tmp_path / f"m{i}.net"
+        _mutate_net(src, net, rng)
+        out = tmp_path / f"o{i}.npy"
+
+        def ok(out=out):
+            return out.is_file() and np.load(out).ndim == 2 and np.load(out).shape[-1] == 8
+
+        counts[_run(["sim", str(net), "--input", str(tmp_path / "x.npy"), "--output",
+                     str(out), "--engine", "reference"], capsys, ok)] += 1
+    _report(f"{golden}.net mutations", counts)
+
+
+# --------------------------------------------------------------------------- event bytes
+def test_fuzz_event_bytes(tmp_path, capsys):
+    rng = np.random.default_rng(12)
+    counts: Counter = Counter()
+    good = encode_nmnist_events([1, 2, 3], [3, 4, 5], [0, 1, 0], [10, 20, 30])
+    for i in range(CASES):
+        root = tmp_path / f"r{i}"
+        d = root / "train"
+        d.mkdir(parents=True)
+        kind = int(rng.integers(0, 5))
+        raw = [bytes(rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8)),
+               good[:int(rng.integers(0, len(good)))], b"", good + b"\x00",
+               bytes(rng.integers(0, 256, 5 * int(rng.integers(1, 30)), dtype=np.uint8))][kind]
+        (d / "a.bs2").write_bytes(raw)
+        labels = ["sample,label\na,3\n", "sample,label\na,12\n", "\ufeffsample,label\na,1\n",
+                  "x,y\n", "sample,label\na,3\na,4\n"][int(rng.integers(0, 5))]
+        (d / "labels.csv").write_text(labels)
+        counts[_run(["data", "info", "--dataset", "nmnist", "--root", str(root)], capsys)] += 1
+    _report("event bytes and labels", counts)
+
+
+# --------------------------------------------------------------------------- configs
+_KEYS = ["train.epochs", "train.batch_size", "train.lr", "train.weight_decay", "train.seed",
+         "train.loss.true_rate", "train.bogus", "model.lam", "model.norm", "model.neuron",
+         "model.arch", "model.srm.tau_s", "model.srm.theta", "model.init_gain",
+         "model.arithmetic", "data.steps", "data.dt_ms", "data.augment.shift", "data.nope"]
+_VALUES = ["abc", "-1", "0", "1e30", ".nan", "[1, 2]", "{a: 1}", "null", "true", "3",
+           "0.5", "psp_bn", "foo", "34x34x2-0c3-10", "0c3", "34x34x2-n4c3s2-n10", "''"]
+
+
+def test_fuzz_configs(tmp_path, capsys):
+    rng = np.random.default_rng(13)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {arch: '34x34x2-n4c3s2-n10'}\n"
+                   "data: {dataset: digits, steps: 20, val_count: 5, train_limit: 20}\n")
+    counts: Counter = Counter()
+    for i in range(CASES):
+        sets = []
+        for _ in range(int(rng.integers(1, 3))):
+            sets += ["--set", f"{_KEYS[int(rng.integers(0, len(_KEYS)))]}="
+                              f"{_VALUES[int(rng.integers(0, len(_VALUES)))]}"]
+        # a valid config must not start a long training: 0 epochs win (last --set wins)
+        counts[_run(["train", "--config", str(cfg), "--out", str(tmp_path / f"run{i}"),
+                     "--no-progress", *sets, "--set", "train.epochs=0"], capsys)] += 1
+    _report("configs", counts)
+
+
+# --------------------------------------------------------------------------- sim --input
+def test_fuzz_sim_input(tmp_path, capsys):
+    rng = np.random.default_rng(14)
+    net = DATA / "golden_cuba_psp_bn.net"
+    with h5py.File(net) as f:
+        c, h, w = (int(v) for v in f["layer/0/shape"][()])
+    counts: Counter = Counter()
+    for i in range(CASES):
+        kind = int(rng.integers(0, 8))
+        shape = [(w, h, c, 6), (w, h, 6), (w * h * c, 6), (w, h, c, 0), (1, 2, 3, 4),
+                 (w, h, c, 6), (w, h, c, 6), (w, h, c, 6)][kind]
+        dtype = [np.uint8, np.int32, np.float32, np.bool_, np.int64, np.float64,
+                 np.int8, np.uint8][kind]
+        x = (rng.integers(-2, 3, size=shape)).astype(dtype)
+        if kind == 5:
+            x[...] = np.nan
+        if kind in (0, 7):
+            x = (rng.random(shape) < 0.3).astype(dtype)
+        np.save(tmp_path / f"x{i}.npy", x)
+        out = tmp_path / f"o{i}.npy"
+        steps = [["--steps", str(int(rng.integers(-3, 12)))], []][int(rng.integers(0, 2))]
+
+        def ok(out=out):
+            return out.is_file() and np.load(out).ndim == 2
+
+        counts[_run(["sim", str(net), "--input", str(tmp_path / f"x{i}.npy"), "--output",
+                     str(out), "--engine", "reference", *steps], capsys, ok)] += 1
+    _report("sim --input arrays", counts)
