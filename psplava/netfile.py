@@ -25,7 +25,10 @@ Files written by lava-dl (no ``psplava_format`` attribute) read as format 0: sto
 Format 1 SRM layers (an older PSP unit) are refused: re-export their checkpoint.
 Readers check everything before trusting it: unknown layer or neuron types, missing
 fields, mismatched shapes and newer format versions are errors naming layer and field
-(netx itself silently skips unknown layer types).
+(netx itself silently skips unknown layer types); values too (finite integers within the
+format's ranges, positive time constants, 12-bit decays), each dataset's declared size
+before it is read, and the whole parse runs in a forked child, so a corrupted file that
+crashes the HDF5 library is one error line too.
 """
 
 from __future__ import annotations
