@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -150,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"psplava: error: {exc}", file=sys.stderr)
+        if getattr(exc, "fatal", False):  # Lava's threads would keep the interpreter alive
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print("psplava: interrupted", file=sys.stderr)

@@ -29,8 +29,10 @@ pairs, 10x slower on the paper's net; more threads deadlock forked workers).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +79,27 @@ STOCK_NETX_NEURONS = {"CUBA", "LOIHI", "SDNN"}
 
 #: bytes of input and recorded output one chunk of streamed samples may hold
 CHUNK_BYTES = 256 << 20
+
+#: seconds without a single Lava step before a run counts as stalled (4x before the first
+#: step, which includes compiling); ``PSPLAVA_LAVA_STALL_S`` overrides it
+STALL_S = float(os.environ.get("PSPLAVA_LAVA_STALL_S", "60"))
+
+
+class LavaRuntimeError(NetFileError):
+    """Lava's runtime stopped making progress; its workers were killed.  Fatal: Lava's own
+    threads may still wait on them, so the command line exits at once (``os._exit``)."""
+
+    fatal = True
+
+
+def _kill_lava_workers() -> None:
+    import multiprocessing as mp
+
+    for proc in mp.active_children():
+        try:
+            proc.kill()
+        except Exception:  # already gone
+            pass
 
 
 def _run_steps(n: int):
@@ -166,7 +189,7 @@ class LavaNetwork:
             # keeps counting across runs: this run's columns start where the last one ended
             cols = (self._steps_done + np.arange(n * T)) % buf
             src[..., cols] = np.moveaxis(part, 0, -2).reshape(*self.input_shape, n * T)
-            root.run(condition=_run_steps(n * T), run_cfg=_run_cfg())
+            self._run_watched(root, n * T)
             self._started = True
             self._steps_done += n * T
             for i, sink in enumerate(sinks):
@@ -176,6 +199,43 @@ class LavaNetwork:
                 progress.update(n)
         return [np.concatenate(r).astype(np.int64 if g else bool)
                 for r, g in zip(results, self._graded)]
+
+    def _run_watched(self, root, steps: int) -> None:
+        """``root.run`` in a thread, watched through the first sink's heartbeat: an exception
+        inside a Lava process leaves Lava's runtime waiting forever, so a run whose step
+        counter stalls (:data:`STALL_S`; longer before the first step, which compiles) is
+        ended: Lava's worker processes are killed and :class:`LavaRuntimeError` raised."""
+        import threading
+
+        beat = self._beat
+        err: list[BaseException] = []
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                root.run(condition=_run_steps(steps), run_cfg=_run_cfg())
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                err.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, daemon=True).start()
+        start = last = int(beat[0])
+        last_t = time.time()
+        while not done.wait(0.5):
+            b = int(beat[0])
+            if b != last:
+                last, last_t = b, time.time()
+                continue
+            limit = STALL_S * (4 if not self._started and b == start else 1)
+            if time.time() - last_t > limit:
+                _kill_lava_workers()
+                raise LavaRuntimeError(
+                    f"{self.path}: Lava's runtime stopped at step {b - start} of {steps} "
+                    f"(no progress for {limit:.0f} s: a Lava process failed; --debug shows "
+                    "its output)")
+        if err:
+            raise err[0]
 
     def close(self) -> None:
         if self._built is not None and self._started:
@@ -226,11 +286,14 @@ class LavaNetwork:
         src = FileSource(shape=self.input_shape, path=str(tmp / "input.npy"))
         src.s_out.connect(src_port)
         sink_mems = []
+        self._beat = np.lib.format.open_memmap(tmp / "beat.npy", mode="w+", dtype=np.int64,
+                                               shape=(1,))
         for i, port in enumerate(outs):
             path = tmp / f"out{i}.npy"
             sink_mems.append(np.lib.format.open_memmap(path, mode="w+", dtype=np.int32,
                                                        shape=(*port.shape, buf)))
-            sink = FileSink(shape=tuple(port.shape), path=str(path))
+            sink = FileSink(shape=tuple(port.shape), path=str(path),
+                            beat=str(tmp / "beat.npy") if i == 0 else None)
             port.connect(sink.a_in)
         self._built = (src_mem, sink_mems, src, chunk)
 

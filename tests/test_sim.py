@@ -137,3 +137,39 @@ def test_sim_counts_must_be_positive(tmp_path, capsys, flag):
         main(["sim", "whatever.net", flag, "0"])
     assert exc.value.code == 2
     assert "expected a positive" in capsys.readouterr().err
+
+
+def test_a_failing_lava_process_is_one_line_within_seconds(tmp_path):
+    """An exception inside a Lava process leaves Lava's runtime waiting forever; the
+    engine's watchdog ends the run: exit 2, one line, no output file, within seconds."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    np.save(tmp_path / "x.npy", (np.random.default_rng(0).random((200, 10)) < 0.2)
+            .astype(np.uint8))
+    script = f"""
+import sys
+import psplava.sim.procs.models as m
+orig = m.PyLifWindowModel.run_spk
+def boom(self):
+    if self.time_step == 5:
+        raise ValueError("a bug inside a Lava process")
+    return orig(self)
+m.PyLifWindowModel.run_spk = boom
+from psplava.cli import main
+sys.exit(main(["sim", {str(root / "tests/data/lavadl/oxford.net")!r}, "--input",
+               {str(tmp_path / "x.npy")!r}, "--output", {str(tmp_path / "o.npy")!r},
+               "--engine", "lava"]))
+"""
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=180, env={**__import__("os").environ,
+                                           "PSPLAVA_LAVA_STALL_S": "5"})
+    assert out.returncode == 2
+    lines = [l for l in out.stderr.splitlines() if l.startswith("psplava: error")]
+    assert len(lines) == 1 and "Lava's runtime stopped" in lines[0]
+    assert not (tmp_path / "o.npy").exists()
+    assert time.time() - t0 < 120

@@ -255,10 +255,16 @@ class PyFileSinkFixed(PyLoihiProcessModel):
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
         self.path = proc_params["path"]
+        self.beat_path = proc_params["beat"]
         self.data = None
+        self.beat = None
 
     def run_spk(self) -> None:
         if self.data is None:
             self.data = np.load(self.path, mmap_mode="r+")
+            if self.beat_path:
+                self.beat = np.load(self.beat_path, mmap_mode="r+")
         buffer = self.data.shape[-1]
         self.data[..., (self.time_step - 1) % buffer] = self.a_in.recv()
+        if self.beat is not None:
+            self.beat[0] = self.time_step

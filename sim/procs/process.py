@@ -70,6 +70,9 @@ class FileSink(AbstractProcess):
     file (memory-mapped): Lava's ``io.sink.RingBuffer`` without ``Var.get``, which hangs in
     lava-nc 0.10 for large buffers (a 34x34x16 layer over 10 steps never returned)."""
 
-    def __init__(self, *, shape: tuple[int, ...], path: str, **kwargs: Any) -> None:
-        super().__init__(shape=shape, path=path, **kwargs)
+    def __init__(self, *, shape: tuple[int, ...], path: str, beat: str | None = None,
+                 **kwargs: Any) -> None:
+        """``beat``: a one-element int64 ``.npy`` the sink writes its time step to after
+        every step, the host's watchdog of a stalled runtime."""
+        super().__init__(shape=shape, path=path, beat=beat, **kwargs)
         self.a_in = InPort(shape=shape)
