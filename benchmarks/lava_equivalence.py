@@ -44,7 +44,10 @@ def cases(arch: str) -> list[tuple[str, str, str]]:
             ("cuba", "psp_bn", psp)]
 
 
-def _make_checkpoint(out: Path, neuron: str, norm: str, arch: str, steps: int, x) -> Path:
+def _make_checkpoint(out: Path, neuron: str, norm: str, arch: str, steps: int, x,
+                     cfg_extra: dict | None = None) -> Path:
+    """A freshly initialised checkpoint (BN statistics from one training-mode pass over x);
+    ``cfg_extra`` is merged into its config (e.g. the data root, train threads)."""
     from psplava.train.config import DEFAULTS, deep_merge
     from psplava.train.model import SNN
     from psplava.train.trainer import save_checkpoint
@@ -54,9 +57,10 @@ def _make_checkpoint(out: Path, neuron: str, norm: str, arch: str, steps: int, x
     model = SNN(spec)
     model.train()
     with torch.no_grad():
-        model(torch.from_numpy(x))
+        model(torch.from_numpy(x).float())
     cfg = deep_merge(DEFAULTS, {"model": spec, "data": {"steps": steps, "dt_ms": 300.0 / steps,
                                                         "dataset": "nmnist"}})
+    cfg = deep_merge(cfg, cfg_extra or {})
     path = out / f"{neuron}_{norm}.pt"
     save_checkpoint(path, model, cfg)
     return path

@@ -65,26 +65,14 @@ print(json.dumps({"seconds_per_sample": (time.perf_counter() - t0) / len(xs)}))
 
 
 def _checkpoint(out: Path, arch: str, x: np.ndarray) -> Path:
-    import torch
+    """A fresh CUBA + PSP-BN checkpoint (lava_equivalence's helper) whose config names the
+    shared recordings and one training thread, as ``psplava evaluate`` will read them."""
+    from lava_equivalence import _make_checkpoint
 
     from psplava.data import SHARED_DATA
-    from psplava.train.config import DEFAULTS, deep_merge
-    from psplava.train.model import SNN
-    from psplava.train.trainer import save_checkpoint
 
-    torch.manual_seed(0)
-    spec = {"arch": arch, "neuron": "cuba", "norm": "psp_bn", "steps": STEPS,
-            "init_gain": 2.0}
-    model = SNN(spec)
-    model.train()
-    with torch.no_grad():
-        model(torch.from_numpy(x).float())
-    cfg = deep_merge(DEFAULTS, {"model": spec, "data": {
-        "steps": STEPS, "dt_ms": 300.0 / STEPS, "dataset": "nmnist",
-        "root": str(SHARED_DATA / "nmnist_small")}, "train": {"threads": 1}})
-    path = out / "model.pt"
-    save_checkpoint(path, model, cfg)
-    return path
+    return _make_checkpoint(out, "cuba", "psp_bn", arch, STEPS, x, {
+        "data": {"root": str(SHARED_DATA / "nmnist_small")}, "train": {"threads": 1}})
 
 
 def bench(name: str, arch: str, n: int, n_stock: int, root: Path, tmp: Path) -> dict:
@@ -100,7 +88,7 @@ def bench(name: str, arch: str, n: int, n_stock: int, root: Path, tmp: Path) -> 
     x = np.stack([ds[i][0] for i in range(n)], axis=1)  # (T, N, H, W, C)
     d = tmp / name
     d.mkdir()
-    ckpt = _checkpoint(d, ARCHS[arch], x[:, :4])
+    ckpt = _checkpoint(d, ARCHS[arch], x[:, :4])  # d/cuba_psp_bn.pt
     net_path = d / "model.net"
     export_checkpoint(ckpt, net_path)
     net = read_netfile(net_path)

@@ -134,7 +134,8 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     if engine == "lava":
         from psplava.sim.lava_engine import LavaNetwork
 
-        lava_net = LavaNetwork(model, int(d["steps"]) + lag, "all" if ref else "last")
+        lava_net = LavaNetwork(model, int(d["steps"]) + lag, "all" if ref else "last",
+                               net_file=net)
     batch = 16
     bar = tqdm(total=n, desc=f"sim ({engine})", unit="sample", disable=not progress,
                file=sys.stderr)
@@ -268,7 +269,7 @@ def _plot_outputs(ckpt: Path, net: Path, path: Path) -> None:
     lag = file_latency(nf)
     xp = np.concatenate([x, np.zeros((lag, *x.shape[1:]), x.dtype)])[:, None]
     torch_out = ref.loihi_exact(xp)[-1][:, 0]                  # (T, classes)
-    with LavaNetwork(net, xp.shape[0], "last") as lava_net:
+    with LavaNetwork(net, xp.shape[0], "last", net_file=nf) as lava_net:
         lava_out = lava_net.run(internal_to_lava(xp))[-1][0].T  # (T, classes)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3), sharey=True)
     for ax, o, title in ((axes[0], torch_out, "trained model (PyTorch, loihi arithmetic)"),

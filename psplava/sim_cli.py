@@ -71,7 +71,7 @@ def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input"
     if engine == "lava":
         from psplava.sim.lava_engine import LavaNetwork
 
-        with LavaNetwork(model, x.shape[-1], "last") as lava:
+        with LavaNetwork(model, x.shape[-1], "last", net_file=net) as lava:
             return lava.run(x[None])[-1][0]
     from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 

@@ -126,7 +126,8 @@ class LavaNetwork:
     """
 
     def __init__(self, path: str | Path, steps: int, record: str = "last",
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, net_file=None) -> None:
+        """``net_file``: the file already read by :func:`read_netfile` (not read again)."""
         self.path = str(path)
         self.steps = int(steps)
         if self.steps <= 0:
@@ -135,7 +136,8 @@ class LavaNetwork:
             raise ValueError(f"record must be 'all' or 'last', got {record!r}")
         self.record = record
         self.chunk = chunk
-        self.net_file = read_netfile(path)  # checks everything netx would skip
+        # checks everything netx would skip
+        self.net_file = read_netfile(path) if net_file is None else net_file
         types = {layer.neuron.get("type") for layer in self.net_file.layers if layer.neuron}
         if types == {"SRM"}:
             self.kind = "srm"

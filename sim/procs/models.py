@@ -37,8 +37,13 @@ class _Windowed:
     def window_start(self) -> bool:
         return bool(self.window) and (self.time_step - 1) % self.window == 0
 
-    def _window_params(self, proc_params) -> None:
-        """The Lava engine's parameters on a stock process (set before compiling)."""
+
+class _StockWindowed(_Windowed):
+    """Mixin for Lava's stock models: the Lava engine's parameters, set on the stock
+    process before compiling, and the reset of named state arrays."""
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
         self.window = proc_params._parameters.get("psplava_window")
         self.synaptic = proc_params._parameters.get("psplava_synaptic_input", True)
 
@@ -56,16 +61,12 @@ class _Windowed:
 @implements(proc=LIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt", "psplava_window")
-class PyLifWindowModel(_Windowed, PyLifModelBitAcc):
+class PyLifWindowModel(_StockWindowed, PyLifModelBitAcc):
     """Lava's ``PyLifModelBitAcc`` (netx's CUBA/LOIHI neurons) with window resets: the
     Lava engine selects it through ``exception_proc_model_map`` and sets the process's
     ``psplava_window`` / ``psplava_synaptic_input`` parameters.  Only the reset is added;
     the step is the parent's ``run_spk``, inlined because the parent receives ``a_in``
     itself."""
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self._window_params(proc_params)
 
     def run_spk(self) -> None:
         a_in_data = self._windowed_input(self.a_in.recv(), ("u", "v"))
@@ -81,13 +82,9 @@ class PyLifWindowModel(_Windowed, PyLifModelBitAcc):
 @implements(proc=Delta, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt", "psplava_window")
-class PyDeltaWindowModel(_Windowed, PyDeltaModelFixed):
+class PyDeltaWindowModel(_StockWindowed, PyDeltaModelFixed):
     """Lava's fixed-point ``Delta`` (netx's SDNN input neuron) with window resets; its
     ``run_spk`` inlined around the reset."""
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self._window_params(proc_params)
 
     def run_spk(self) -> None:
         a_in = self._windowed_input(self.a_in.recv(), ("act", "residue", "error"))
@@ -101,12 +98,8 @@ class PyDeltaWindowModel(_Windowed, PyDeltaModelFixed):
 @implements(proc=SigmaDelta, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt", "psplava_window")
-class PySigmaDeltaWindowModel(_Windowed, PySigmaDeltaModelFixed):
+class PySigmaDeltaWindowModel(_StockWindowed, PySigmaDeltaModelFixed):
     """Lava's fixed-point ``SigmaDelta`` (netx's SDNN neuron) with window resets."""
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self._window_params(proc_params)
 
     def run_spk(self) -> None:
         a_in_data = self._windowed_input(self.a_in.recv(),
@@ -119,12 +112,8 @@ class PySigmaDeltaWindowModel(_Windowed, PySigmaDeltaModelFixed):
 @implements(proc=Sigma, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt", "psplava_window")
-class PySigmaWindowModel(_Windowed, PySigmaModelFixed):
+class PySigmaWindowModel(_StockWindowed, PySigmaModelFixed):
     """Lava's fixed-point ``Sigma`` (netx's SDNN read-out) with window resets."""
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self._window_params(proc_params)
 
     def run_spk(self) -> None:
         a_in_data = self._windowed_input(self.a_in.recv(), ("sigma",))
