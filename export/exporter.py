@@ -64,8 +64,9 @@ def build_layers(model: SNN, k_max: float | None = None
     report = []
     shape: tuple[int, ...] = model.input_shape
     with torch.no_grad():
+        hws = model.hardware(k_max)
         for i, layer in enumerate(model.layers):
-            hw: LayerHardware = layer.hardware(k_max)
+            hw: LayerHardware = hws[i]
             if type(hw.neuron) not in NEURON_WRITERS:
                 raise FoldError(f"layer {i}: no exporter for {type(hw.neuron).__name__}")
             if hw.bias is not None and isinstance(hw.neuron, loihi.CubaHardware):

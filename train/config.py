@@ -25,7 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "model": {"arch": "34x34x2-n8c3-{n16c3}*5-n16c3-{n32c3}*5-10", "neuron": "srm",
               "norm": "psp_ln", "lam": 0.1, "init": "theta", "init_gain": 1.0,
               "arithmetic": "float",  # float | loihi (exactly the exported file's maths)
-              "k_max": 1024.0},       # largest Loihi weight scale (power of two)
+              "k_max": 1024.0,        # largest Loihi weight scale (power of two)
+              "block": "pre"},        # residual blocks (r16, r32s2): pre | post activation
     "train": {
         "epochs": 100,
         "batch_size": 10,
@@ -151,6 +152,7 @@ SCHEMA: dict[str, dict[str, _Field]] = {
         "init_gain": _Field(float, above=0),
         "arithmetic": _Field(str, choices=("float", "loihi")),
         "k_max": _Field(float, above=0),
+        "block": _Field(str, choices=("pre", "post")),
         "steps": _Field(int, lo=1),
         "srm": _Field(dict, nullable=True),
         "cuba": _Field(dict, nullable=True),

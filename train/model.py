@@ -8,6 +8,20 @@ Per synaptic layer, for input spikes ``s`` of shape (T, N, H, W, C) or (T, N, F)
     SRM:  a = psp(s) -> [PSP norm] -> z = W a -> [membrane norm] -> s' = SRM(z)
     CUBA: a = s      -> [PSP norm] -> z = W a -> [membrane norm] -> s' = CUBA(z)
 
+Residual blocks (the paper's Fig. 3, ``r16`` / ``r32s2`` in the architecture string;
+``model.block`` = ``pre`` or ``post``).  With ``F(x) = norm(psp(spike(x)))``:
+
+    pre-activation:  h_{k+1} = h_k + G(h_k),     G = Conv-F-Conv after F: the stream h is a
+                     membrane input; the block's second layer adds the membrane input of
+                     the layer before the block (the ``membrane`` shortcut);
+    post-activation: x_{k+1} = F(h_k + G(h_k)),  h_k = F(x_k), G = Conv-F-Conv: the second
+                     layer adds the block's normalized input PSP (the ``identity`` shortcut).
+
+A block that changes the shape (stride, width) uses a 1x1 ``projection`` conv of the
+block's normalized input PSP instead of the identity, in both forms.  In loihi arithmetic
+the layers a membrane shortcut joins share one weight scale, so integer membrane inputs
+add exactly (:meth:`SNN.hardware`).
+
 Convs run as ``conv2d`` on a (T*N, C, H, W) channels-last view of the time-major
 tensor; lava-dl's ``synapse.Conv`` (conv3d over NCHWT) is 2-4x slower on a CPU
 (docs/design.md, "Training kernels"), which is why the synapse is not lava-dl's here.
@@ -71,6 +85,9 @@ class LayerHardware:
     weight_float: torch.Tensor     # folded float weight (alpha gain included) before rounding
     stride: int = 1
     padding: int = 0
+    shortcut: str | None = None    # None | "membrane" | "identity" | "projection"
+    short_weight: torch.Tensor | None = None  # (out, in, 1, 1) integer 1x1 conv of the
+    short_stride: int = 1                     # block input's PSP (identity / projection)
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,7 @@ class ModelSpec:
     cuba: dict[str, Any] | None = None
     arithmetic: str = "float"      # "float" or "loihi" (the exported file's integer maths)
     k_max: float = loihi.K_MAX     # largest weight scale of the Loihi quantization
+    block: str = "pre"             # residual blocks: "pre" or "post" activation
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
@@ -101,6 +119,8 @@ class ModelSpec:
             Arithmetic(spec.arithmetic)
             NeuronKind(spec.neuron)
             NormKind(spec.norm)
+            if spec.block not in ("pre", "post"):
+                raise ValueError(f"block must be 'pre' or 'post', got {spec.block!r}")
         except ValueError as exc:
             raise ConfigError(f"model: {exc}") from None
         return spec
@@ -140,6 +160,7 @@ class SpikingLayer(nn.Module):
         norm = NormKind(model.norm)
         self.neuron_kind = NeuronKind(model.neuron)
         in_channels = in_shape[-1]
+        self.in_shape = tuple(in_shape)
         if spec.kind == "conv":
             h, w, _ = in_shape
             self.weight = nn.Parameter(torch.empty(spec.out, in_channels, spec.kernel, spec.kernel))
@@ -150,6 +171,25 @@ class SpikingLayer(nn.Module):
             fan_in = int(math.prod(in_shape))
             self.weight = nn.Parameter(torch.empty(spec.out, fan_in))
             self.out_shape = (spec.out,)
+        if spec.pool is not None:
+            kind_, k = spec.pool
+            if len(in_shape) != 3:
+                raise ConfigError(f"pooling {kind_}{k} needs a spatial input, got {in_shape}")
+            h, w, c = in_shape
+            in_shape = (h // k, w // k, c)
+            if min(in_shape) < 1:
+                raise ConfigError(f"pooling by {k} of a {h}x{w} input leaves nothing")
+            if spec.kind == "conv":
+                self.out_shape = (conv_output_size(in_shape[0], spec.kernel, spec.stride),
+                                  conv_output_size(in_shape[1], spec.kernel, spec.stride),
+                                  spec.out)
+            else:
+                fan_in = int(math.prod(in_shape))
+                self.weight = nn.Parameter(torch.empty(spec.out, fan_in))
+        self.pooled_shape = in_shape
+        self.shortcut: str | None = None   # set by SNN for a block's second layer
+        self.proj = None
+        self.short_stride = 1
         norm_channels = in_channels if spec.kind == "conv" else fan_in
         self.pre = None
         self.post = None
@@ -260,34 +300,99 @@ class SpikingLayer(nn.Module):
                                   * m.running_mean[0].double() * inv)
         return w, bias, dyn
 
-    def hardware(self, k_max: float | None = None) -> LayerHardware:
-        """Fold, scale and quantize as the exporter writes the layer (straight-through
-        gradients to the float parameters)."""
-        k_max = self.k_max if k_max is None else float(k_max)
-        w, bias, dyn = self.folded()
+    def _pool_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """A dense weight acting on average-pooled PSPs as one acting on the unpooled ones
+        (sum pooling folded into the synapse: ``W'[o, (h, w, c)] = W[o, (h/K, w/K, c)] / K^2``;
+        rows and columns that the floor-mode pooling drops get 0)."""
+        kind, k = self.spec.pool
+        if kind != "avg" or self.spec.kind != "dense":
+            raise FoldError(f"{'max' if kind == 'max' else 'average'} pooling before a "
+                            f"{self.spec.kind} layer has no Loihi synapse; psplava deploys "
+                            "average pooling into a dense layer (a sum-pooling synapse)")
+        h, w_, c = self.in_shape
+        ph, pw, _ = self.pooled_shape
+        wv = w.view(w.shape[0], ph, 1, pw, 1, c).expand(-1, ph, k, pw, k, c) / (k * k)
+        full = w.new_zeros(w.shape[0], h, w_, c)
+        full[:, :ph * k, :pw * k] = wv.reshape(w.shape[0], ph * k, pw * k, c)
+        return full.reshape(w.shape[0], -1)
+
+    def folded_shortcut(self, first_pre: "PSPNorm | None") -> torch.Tensor | None:
+        """The identity / projection shortcut as a float64 1x1 conv of the block input's
+        *unnormalized* PSP: the first layer's PSP-BN scale (``first_pre``) and the alpha
+        PSP's gain folded in."""
+        if self.shortcut not in ("identity", "projection"):
+            return None
+        if self.shortcut == "identity":
+            c = self.out_shape[-1]
+            w = torch.eye(c, dtype=torch.float64).view(c, c, 1, 1)
+        else:
+            w = self.proj.double()
+        if first_pre is not None:
+            if first_pre.kind is not NormKind.PSP_BN:
+                raise FoldError(f"{first_pre.kind.value} in a residual block: the shortcut and "
+                                "the block's conv would need different dynamic thresholds; "
+                                "residual networks deploy with psp_bn or none")
+            w = w * torch.rsqrt(first_pre.running_m2.double() + first_pre.lam).view(1, -1, 1, 1)
+        return w * self.neuron.params.psp_gain
+
+    def needed_scale(self, k_max: float, first_pre: "PSPNorm | None" = None) -> float:
+        """The largest weight scale this layer's weights, bias and threshold allow."""
+        w, bias, _ = self.folded()
+        if self.spec.pool is not None:
+            w = self._pool_weight(w)
         p = self.neuron.params
         if self.neuron_kind is NeuronKind.SRM:
-            w = w * p.psp_gain  # the alpha PSP's gain e / tau_s folds into the weights
+            w = w * p.psp_gain
             theta, theta_k_max = p.theta, loihi.SRM_THETA_K_MAX
         else:
             theta, theta_k_max = p.threshold, loihi.VTH_MANT_MAX
         with torch.no_grad():
-            bias_max = float(bias.abs().max()) if bias is not None else 0.0
-            scale = loihi.choose_scale(max(float(w.abs().max()), bias_max), theta, k_max,
-                                       theta_k_max)
+            m = max(float(w.abs().max()), float(bias.abs().max()) if bias is not None else 0.0)
+            ws = self.folded_shortcut(first_pre)
+            if ws is not None:
+                m = max(m, float(ws.abs().max()))
+        return loihi.choose_scale(m, theta, k_max, theta_k_max)
+
+    def hardware(self, k_max: float | None = None, scale: float | None = None,
+                 first_pre: "PSPNorm | None" = None) -> LayerHardware:
+        """Fold, scale and quantize as the exporter writes the layer (straight-through
+        gradients to the float parameters).  ``scale``: imposed by :meth:`SNN.hardware` on
+        the layers a membrane shortcut joins; ``first_pre``: the PSP norm of the block's
+        first layer (for this layer's shortcut)."""
+        k_max = self.k_max if k_max is None else float(k_max)
+        w, bias, dyn = self.folded()
+        if self.spec.pool is not None:
+            w = self._pool_weight(w)
+        p = self.neuron.params
+        if self.neuron_kind is NeuronKind.SRM:
+            w = w * p.psp_gain  # the alpha PSP's gain e / tau_s folds into the weights
+        if scale is None:
+            scale = self.needed_scale(k_max, first_pre)
         wq = ste(loihi.quantize_weight(w.detach() * scale), w * scale)
         bq = None if bias is None else ste(torch.round(bias.detach() * scale), bias * scale)
+        ws = self.folded_shortcut(first_pre)
+        sq = None if ws is None else ste(loihi.quantize_weight(ws.detach() * scale), ws * scale)
+        if self.shortcut is not None and dyn is not None:
+            raise FoldError("causal PSP-LN in a residual network: the shortcut and the "
+                            "block's conv would need different dynamic thresholds; residual "
+                            "networks deploy with psp_bn or none")
         return LayerHardware(kind=self.spec.kind, weight=wq, bias=bq, scale=scale,
                              neuron=self.neuron.hardware(scale), lam=dyn,
                              weight_float=w.detach(), stride=self.spec.stride,
-                             padding=self.spec.kernel // 2 if self.spec.kind == "conv" else 0)
+                             padding=self.spec.kernel // 2 if self.spec.kind == "conv" else 0,
+                             shortcut=self.shortcut, short_weight=sq,
+                             short_stride=self.short_stride)
 
-    def forward_loihi(self, s: torch.Tensor) -> torch.Tensor:
-        """Exactly the exported layer's integer dynamics (see :mod:`psplava.loihi`)."""
-        hw = self.hardware()
+    def forward_loihi(self, s: torch.Tensor, hw: LayerHardware | None = None,
+                      y: torch.Tensor | None = None, extra: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exactly the exported layer's integer dynamics (see :mod:`psplava.loihi`):
+        ``(spikes, z)`` with ``z`` the integer synaptic input (before the bias).  ``y``:
+        the integer PSP of ``s`` if already computed; ``extra``: integer shortcut input."""
+        hw = self.hardware() if hw is None else hw
         if self.neuron_kind is NeuronKind.SRM:
             tau_s = self.neuron.params.tau_s
-            y = loihi_ops.integer_psp(s, tau_s)
+            y = loihi_ops.integer_psp(s, tau_s) if y is None else y
         else:
             y = s.double()
         if self.spec.kind == "dense" and y.dim() > 3:
@@ -296,7 +401,9 @@ class SpikingLayer(nn.Module):
             # PSP-BN keeps tracking its running statistics (used from the next step on)
             a = y.detach() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
                 if self.neuron_kind is NeuronKind.SRM else y.detach()
-            self.pre.track(a)
+            if self.spec.pool is not None:
+                a = self._pool(a)
+            self.pre.track(a.flatten(2) if self.spec.kind == "dense" else a)
         T, N = y.shape[:2]
         if self.spec.kind == "conv":
             z = loihi_ops.integer_synapse(_to_nchw(y), hw.weight, "conv", hw.stride, hw.padding)
@@ -304,20 +411,21 @@ class SpikingLayer(nn.Module):
         else:
             z = loihi_ops.integer_synapse(y.reshape(T * N, -1), hw.weight, "dense")
             z = z.reshape(T, N, -1)
+        if extra is not None:
+            z = z + extra
         tau_rho, scale_rho = self.neuron.surrogate()
         if self.neuron_kind is NeuronKind.SRM:
-            if hw.bias is not None:
-                z = z + hw.bias * loihi.PSP_UNIT
+            zb = z if hw.bias is None else z + hw.bias * loihi.PSP_UNIT
             gain = None
             if hw.lam is not None:
                 gain = self._dynamic_gain(y, tau_s, hw.lam)
-            out = loihi_ops.srm_spikes(z, gain, hw.neuron, hw.scale * loihi.PSP_UNIT,
+            out = loihi_ops.srm_spikes(zb, gain, hw.neuron, hw.scale * loihi.PSP_UNIT,
                                        tau_rho, scale_rho)
         else:
             bias = None if hw.bias is None else hw.bias.detach().to(torch.int64)
             out = loihi_ops.cuba_spikes(loihi.delay_one(z), bias, hw.neuron,
                                         hw.scale * 2 ** loihi.CUBA_SHIFT, tau_rho, scale_rho)
-        return out.to(s.dtype)  # spikes are 0/1: exact in the input's dtype
+        return out.to(s.dtype), z  # spikes are 0/1: exact in the input's dtype
 
     @staticmethod
     def _dynamic_gain(y: torch.Tensor, tau_s: float, lam: float) -> torch.Tensor:
@@ -335,27 +443,52 @@ class SpikingLayer(nn.Module):
             return _from_nchw(z, T, N)
         return a @ w.t()
 
+    def _pool(self, a: torch.Tensor) -> torch.Tensor:
+        """The spec's pooling of a PSP tensor (T, N, H, W, C)."""
+        kind, k = self.spec.pool
+        T, N = a.shape[:2]
+        fn = F.avg_pool2d if kind == "avg" else F.max_pool2d
+        return _from_nchw(fn(_to_nchw(a), k, k), T, N)
+
     def synaptic_input(self, s: torch.Tensor) -> torch.Tensor:
         """``a`` of the incoming spikes (alpha PSP for SRM, the spikes for CUBA)."""
         return self.neuron.psp(s) if self.neuron_kind is NeuronKind.SRM else s
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
-        if self.arithmetic is Arithmetic.LOIHI:
-            return self.forward_loihi(s)
+    def normalized_input(self, s: torch.Tensor) -> torch.Tensor:
+        """``a_hat``: the PSP of the incoming spikes, pooled, flattened for a dense layer
+        and normalized: what the synapse (and a block's shortcut) sees."""
         a = self.synaptic_input(s)
+        if self.spec.pool is not None:
+            a = self._pool(a)
         if self.spec.kind == "dense" and a.dim() > 3:
             a = a.flatten(2)
-        if self.pre is not None:
-            a = self.pre(a)
-        z = self._synapse(a, self.weight, self.spec.stride,
+        return a if self.pre is None else self.pre(a)
+
+    def membrane(self, a_hat: torch.Tensor) -> torch.Tensor:
+        z = self._synapse(a_hat, self.weight, self.spec.stride,
                           self.spec.kernel // 2 if self.spec.kind == "conv" else 0)
-        if self.post is not None:
-            z = self.post(z)
-        return self.neuron(z)
+        return z if self.post is None else self.post(z)
+
+    def shortcut_input(self, block_a_hat: torch.Tensor) -> torch.Tensor:
+        """Float identity / projection shortcut of the block's normalized input."""
+        if self.shortcut == "identity":
+            return block_a_hat
+        T, N = block_a_hat.shape[:2]
+        z = F.conv2d(_to_nchw(block_a_hat), self.proj, stride=self.short_stride)
+        return _from_nchw(z, T, N)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        """One plain layer (no shortcut); a block's layers run through :class:`SNN`."""
+        if self.shortcut is not None:
+            raise RuntimeError("a residual block's second layer runs inside SNN.forward")
+        if self.arithmetic is Arithmetic.LOIHI:
+            return self.forward_loihi(s)[0]
+        return self.neuron(self.membrane(self.normalized_input(s)))
 
 
 class SNN(nn.Module):
-    """A feed-forward spiking network built from a :class:`ModelSpec`.
+    """A spiking network built from a :class:`ModelSpec`: a chain of layers, residual
+    blocks among them (their second layer adds a shortcut; see the module docstring).
 
     ``forward(x)`` takes input spikes (T, N, H, W, C) and returns the output layer's
     spikes (T, N, classes).  After each forward pass ``last_rates`` holds the mean firing
@@ -365,33 +498,115 @@ class SNN(nn.Module):
     def __init__(self, spec: ModelSpec | dict[str, Any]) -> None:
         super().__init__()
         self.spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
-        NormKind(self.spec.norm)
+        norm = NormKind(self.spec.norm)
         self.input_shape, layer_specs = parse_arch(self.spec.arch)
         shape: tuple[int, ...] = self.input_shape
-        layers = []
-        for ls in layer_specs:
+        layers: list[SpikingLayer] = []
+        shapes = [shape]
+        for i, ls in enumerate(layer_specs):
             layer = SpikingLayer(ls, shape, self.spec)
+            if ls.block == "second":
+                self._attach_shortcut(i, layer, layers, shapes, norm)
             layers.append(layer)
             shape = layer.out_shape
+            shapes.append(shape)
         self.layers = nn.ModuleList(layers)
         self.num_classes = int(math.prod(shape))
         self.last_rates: list[float] = []
+
+    def _attach_shortcut(self, i: int, layer: SpikingLayer, layers: list[SpikingLayer],
+                         shapes: list[tuple[int, ...]], norm: NormKind) -> None:
+        if i < 2:
+            raise ConfigError(f"architecture {self.spec.arch!r}: a residual block needs a "
+                              "layer before it (a stem conv)")
+        if NeuronKind(self.spec.neuron) is not NeuronKind.SRM:
+            raise ConfigError("residual blocks are built from SRM neurons (the paper's); "
+                              "use model.neuron: srm")
+        if norm.on_membrane:
+            raise ConfigError(f"residual blocks use PSP normalization (psp_bn, psp_ln, "
+                              f"causal_psp_ln) or none, not {norm.value}")
+        first = layers[i - 1]
+        block_in, out = shapes[i - 1], layer.out_shape
+        if block_in == out:
+            layer.shortcut = "membrane" if self.spec.block == "pre" else "identity"
+        else:
+            layer.shortcut = "projection"
+            layer.short_stride = first.spec.stride
+            layer.proj = nn.Parameter(torch.empty(out[-1], block_in[-1], 1, 1))
+            theta = layer.neuron.params.theta
+            nn.init.normal_(layer.proj, 0.0, self.spec.init_gain * theta
+                            / math.sqrt(block_in[-1]))
+
+    def hardware(self, k_max: float | None = None) -> list[LayerHardware]:
+        """Every layer as the chip runs it.  Layers joined by membrane shortcuts (a
+        pre-activation stream) share one weight scale -- the smallest any of them needs --
+        so that their integer membrane inputs add exactly."""
+        k_max = self.spec.k_max if k_max is None else float(k_max)
+        n = len(self.layers)
+        firsts = [self.layers[i - 1].pre if l.shortcut in ("identity", "projection") else None
+                  for i, l in enumerate(self.layers)]
+        group = list(range(n))
+        for i, l in enumerate(self.layers):
+            if l.shortcut == "membrane":
+                group[i] = group[i - 2]
+        scales: dict[int, float] = {}
+        with torch.no_grad():
+            for i, l in enumerate(self.layers):
+                k = l.needed_scale(k_max, firsts[i])
+                scales[group[i]] = min(scales.get(group[i], k), k)
+        return [l.hardware(k_max, scales[group[i]], firsts[i])
+                for i, l in enumerate(self.layers)]
+
+    def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's spikes, in the model's arithmetic (shortcuts included)."""
+        loihi_mode = Arithmetic(self.spec.arithmetic) is Arithmetic.LOIHI
+        hws = self.hardware() if loihi_mode else None
+        outs: list[torch.Tensor] = []
+        zs: dict[int, torch.Tensor] = {}      # membrane inputs a later shortcut adds
+        fronts: dict[int, torch.Tensor] = {}  # a block's first layer's input (PSP)
+        need_z = {i - 2 for i, l in enumerate(self.layers) if l.shortcut == "membrane"}
+        need_front = {i - 1 for i, l in enumerate(self.layers)
+                      if l.shortcut in ("identity", "projection")}
+        s = x
+        for i, layer in enumerate(self.layers):
+            extra = None
+            if layer.shortcut == "membrane":
+                extra = zs.pop(i - 2)
+            if loihi_mode:
+                y = None
+                if layer.neuron_kind is NeuronKind.SRM:
+                    y = loihi_ops.integer_psp(s, layer.neuron.params.tau_s)
+                if layer.shortcut in ("identity", "projection"):
+                    hw = hws[i]
+                    yb = fronts.pop(i - 1)
+                    T, N = yb.shape[:2]
+                    extra = _from_nchw(loihi_ops.integer_synapse(
+                        _to_nchw(yb), hw.short_weight, "conv", hw.short_stride, 0), T, N)
+                if i in need_front:
+                    fronts[i] = y
+                s, z = layer.forward_loihi(s, hws[i], y, extra)
+            else:
+                a_hat = layer.normalized_input(s)
+                if i in need_front:
+                    fronts[i] = a_hat
+                z = layer.membrane(a_hat)
+                if layer.shortcut in ("identity", "projection"):
+                    extra = layer.shortcut_input(fronts.pop(i - 1))
+                if extra is not None:
+                    z = z + extra
+                s = layer.neuron(z)
+            if i in need_z:
+                zs[i] = z
+            outs.append(s)
+        return outs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[2:]) != self.input_shape:
             raise ValueError(f"input shape {tuple(x.shape)} does not match the network's "
                              f"(T, N, {', '.join(map(str, self.input_shape))})")
-        rates = []
-        s = x
-        if Arithmetic(self.spec.arithmetic) is Arithmetic.LOIHI:
-            lag = self.latency
-            if lag:
-                s = torch.cat([x, x.new_zeros((lag, *x.shape[1:]))], dim=0)
-        for layer in self.layers:
-            s = layer(s)
-            rates.append(float(s.detach().mean()))
-        self.last_rates = rates
-        return s
+        outs = self.layer_spikes(x)
+        self.last_rates = [float(o.detach().mean()) for o in outs]
+        return outs[-1]
 
     @property
     def latency(self) -> int:
@@ -401,11 +616,6 @@ class SNN(nn.Module):
 
     def layer_spikes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's spikes (each (T', N, ...)) for input x, in the model's arithmetic."""
-        outs: list[torch.Tensor] = []
-        s = x
         if Arithmetic(self.spec.arithmetic) is Arithmetic.LOIHI and self.latency:
-            s = torch.cat([x, x.new_zeros((self.latency, *x.shape[1:]))], dim=0)
-        for layer in self.layers:
-            s = layer(s)
-            outs.append(s)
-        return outs
+            x = torch.cat([x, x.new_zeros((self.latency, *x.shape[1:]))], dim=0)
+        return self._run(x)
