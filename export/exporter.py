@@ -63,6 +63,7 @@ def build_layers(model: SNN, k_max: float | None = None
     layers: list[NetLayer] = [NetLayer(0, "input", (c, h, w))]
     report = []
     shape: tuple[int, ...] = model.input_shape
+    file_index: list[int] = []     # model layer i -> its index in the file
     with torch.no_grad():
         hws = model.hardware(k_max)
         for i, layer in enumerate(model.layers):
@@ -91,7 +92,17 @@ def build_layers(model: SNN, k_max: float | None = None
                 dynamic_threshold=None if hw.lam is None
                 else {"lambda": float(hw.lam)},
                 quant={"scale": hw.scale, "rel_rms_error": rel, "max_abs_error": max_err})
+            if hw.shortcut is not None:  # a residual block's second layer (format 3 skip)
+                src = file_index[i - 2]
+                if hw.shortcut == "membrane":
+                    entry.skips = [{"source": src, "mode": "membrane"}]
+                else:
+                    entry.skips = [{"source": src, "mode": "conv",
+                                    "weight": _int(hw.short_weight),
+                                    "stride": (hw.short_stride, hw.short_stride),
+                                    "padding": (0, 0)}]
             layers.append(entry)
+            file_index.append(entry.index)
             theta = layer.neuron.params.theta if isinstance(hw.neuron, loihi.SRMHardware) \
                 else layer.neuron.params.threshold
             report.append({"layer": i, "type": hw.kind, "neuron": neuron["type"],

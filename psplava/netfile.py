@@ -20,6 +20,10 @@ Layout (netx's own; shapes are (C, H, W), Lava uses (W, H, C) = (x, y, f))::
                                   refractory ("exp" | "alpha"), psDecay, refDecay (12-bit)
     /layer/i/dynamicThreshold/lambda   causal PSP-LN (Eq. 18), SRM layers only
     /layer/i/quant/{scale, rel_rms_error, max_abs_error}
+    /layer/i/skip/<n>      format 3, SRM layers: more inputs of the layer's neurons, summed
+                           with its own synapse's: source (index of an earlier layer), mode
+                           "conv" (a conv synapse from the source's output: weight, stride,
+                           padding) or "membrane" (the source's synaptic input, as is)
 
 Files written by lava-dl (no ``psplava_format`` attribute) read as format 0: stock netx.
 Format 1 SRM layers (an older PSP unit) are refused: re-export their checkpoint.
@@ -43,7 +47,9 @@ import numpy as np
 
 from psplava.errors import PsplavaError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: files with skip inputs (residual networks) need a reader of this version
+SKIP_SINCE_VERSION = 3
 #: 12-bit decays: 0 (none) .. 4096 (everything, each step)
 DECAY_UNITY_FILE = 4096
 #: weight magnitudes Loihi's 8-bit mantissa (with sign) holds
@@ -72,6 +78,7 @@ class NetLayer:
     dynamic_threshold: dict[str, float] | None = None
     quant: dict[str, float] = field(default_factory=dict)
     delay: np.ndarray | None = None        # lava-dl's axonal delays (dense), steps
+    skips: list[dict[str, Any]] = field(default_factory=list)  # format 3: more inputs
 
 
 @dataclass
@@ -262,9 +269,40 @@ def _read_common(where, grp, layer: NetLayer) -> None:
             raise NetFileError(f"{where}/dynamicThreshold: field 'lambda' must be a positive "
                                f"number, got {lam.tolist()!r}")
         layer.dynamic_threshold = {"lambda": float(lam)}
+    if "skip" in grp:
+        layer.skips = [_read_skip(f"{where}/skip/{k}", grp["skip"][k])
+                       for k in sorted(grp["skip"].keys(), key=lambda k: (len(k), k))]
     if "quant" in grp:
         layer.quant = {k: float(np.asarray(_read(f"{where}/quant", grp["quant"], k)).reshape(-1)[0])
                        for k in grp["quant"].keys()}
+
+
+SKIP_MODES = ("conv", "membrane")
+
+
+def _read_skip(where: str, grp) -> dict[str, Any]:
+    """One more input of a layer (format 3): ``source`` and ``mode``, and for ``conv`` its
+    weight (out, in, kh, kw), stride and padding."""
+    mode = _text(_need(where, grp, "mode"))
+    if mode not in SKIP_MODES:
+        raise NetFileError(f"{where}: field 'mode' must be one of {list(SKIP_MODES)}, got "
+                           f"{mode!r}")
+    src = _finite_ints(where, "source", _need(where, grp, "source"), 0, 1 << 20)
+    if src.size != 1:
+        raise NetFileError(f"{where}: field 'source' must be one layer index")
+    out: dict[str, Any] = {"source": int(src.reshape(-1)[0]), "mode": mode}
+    if mode == "conv":
+        w = _finite_ints(where, "weight", _need(where, grp, "weight"), -WEIGHT_LIMIT,
+                         WEIGHT_LIMIT)
+        if w.ndim != 4:
+            raise NetFileError(f"{where}: field 'weight' has shape {w.shape}, expected "
+                               "(out, in, kh, kw)")
+        out["weight"] = w
+        out["stride"] = _pair(_finite_ints(where, "stride", _need(where, grp, "stride"), 1,
+                                           1 << 16))
+        out["padding"] = _pair(_finite_ints(where, "padding", _need(where, grp, "padding"),
+                                            0, 1 << 16))
+    return out
 
 
 def _read_flatten(where, grp, layer: NetLayer) -> None:
@@ -383,6 +421,9 @@ def _read_netfile(path: str | Path) -> NetFile:
         except Exception:  # closing a corrupted file may fail too; nothing is left open
             pass
     _check_chain(path, layers)
+    if version < SKIP_SINCE_VERSION and any(l.skips for l in layers):
+        raise NetFileError(f"{path}: 'skip' inputs need format {SKIP_SINCE_VERSION}, the file "
+                           f"says {version}")
     if 0 < version < SRM_SINCE_VERSION and any(l.neuron.get("type") == "SRM" for l in layers):
         raise NetFileError(f"{path}: format {version} SRM layers use the PSP units of an older "
                            f"psplava (2**8 per spike); re-export the checkpoint with this "
@@ -415,6 +456,41 @@ def _check_chain(path: Path, layers: list[NetLayer]) -> None:
         elif layer.type == "flatten":
             layer.shape = (int(np.prod(prev)),)
         prev = layer.shape
+    for layer in layers:
+        for j, skip in enumerate(layer.skips):
+            _check_skip(path, layers, layer, j, skip)
+
+
+def _check_skip(path: Path, layers: list[NetLayer], layer: NetLayer, j: int,
+                skip: dict[str, Any]) -> None:
+    """A skip input's source exists before the layer, and shapes and PSP decays agree."""
+    where = f"{path}: layer/{layer.index}/skip/{j}"
+    src = skip["source"]
+    if not 0 <= src < layer.index or layers[src].type == "flatten":
+        raise NetFileError(f"{where}: field 'source' {src} must name an earlier input, conv "
+                           f"or dense layer")
+    if layer.neuron.get("type") != "SRM" or layer.type != "conv":
+        raise NetFileError(f"{where}: skip inputs are supported on SRM conv layers")
+    source = layers[src]
+    if skip["mode"] == "membrane":
+        if source.type not in ("conv", "dense") or tuple(source.shape) != tuple(layer.shape):
+            raise NetFileError(f"{where}: a membrane skip needs a neuron layer of the same "
+                               f"shape {layer.shape}; layer/{src} has {source.shape}")
+        return
+    w = skip["weight"]
+    if len(source.shape) != 3 or w.shape[1] != source.shape[0] or w.shape[0] != layer.shape[0]:
+        raise NetFileError(f"{where}: field 'weight' {w.shape} does not connect layer/{src} "
+                           f"{source.shape} to {layer.shape}")
+    k = w.shape[2]
+    out_hw = [(source.shape[1 + d] + 2 * skip["padding"][d] - k) // skip["stride"][d] + 1
+              for d in range(2)]
+    if list(layer.shape[1:]) != out_hw:
+        raise NetFileError(f"{where}: the conv of layer/{src} {source.shape} gives H, W = "
+                           f"{out_hw}, the layer has {list(layer.shape[1:])}")
+    consumer = layers[src + 1] if src + 1 < len(layers) else None
+    if consumer is not None and consumer.neuron.get("psDecay") != layer.neuron.get("psDecay"):
+        raise NetFileError(f"{where}: layer/{src} sends one PSP (psDecay of layer/{src + 1}); "
+                           f"this layer's psDecay {layer.neuron.get('psDecay')} differs")
 
 
 def input_shape(net: NetFile) -> tuple[int, ...]:
@@ -467,6 +543,10 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                 if conv:
                     g.create_dataset("dilation", data=np.array([1, 1]))
                     g.create_dataset("groups", data=1)
+                for j, skip in enumerate(layer.skips):
+                    sg = g.create_group(f"skip/{j}")
+                    for key, value in skip.items():
+                        sg.create_dataset(key, data=np.asarray(value) if key != "mode" else value)
                 for sub, values in (("neuron", layer.neuron),
                                     ("dynamicThreshold", layer.dynamic_threshold),
                                     ("quant", layer.quant)):

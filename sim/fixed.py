@@ -87,13 +87,10 @@ def _synapse(layer: NetLayer, msg: torch.Tensor, weight: np.ndarray | None = Non
     """Integer synaptic input (T, N, ...) of integer messages (T, N, H, W, C) or (T, N, F)
     (``weight``: instead of the layer's, e.g. one delay's share of it)."""
     T, N = msg.shape[:2]
-    w = torch.from_numpy(np.asarray(layer.weight if weight is None else weight, np.int64))
+    w = np.asarray(layer.weight if weight is None else weight, np.int64)
     if layer.type == "conv":
-        x = msg.reshape(T * N, *msg.shape[2:]).permute(0, 3, 1, 2)
-        z = loihi.synapse(x, w, "conv", tuple(map(int, layer.stride)),
-                          tuple(map(int, layer.padding)))
-        z = z.permute(0, 2, 3, 1)
-        return z.reshape(T, N, *z.shape[1:])
+        return _conv(msg, w, layer.stride, layer.padding)
+    w = torch.from_numpy(w)
     if msg.dim() == 5:  # flatten in netx's (C, H, W) order
         msg = msg.permute(0, 1, 4, 2, 3)
     z = loihi.synapse(msg.reshape(T * N, -1), w, "dense")
@@ -130,12 +127,35 @@ def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
                            f"stock netx ones (CUBA, LOIHI, SDNN), found {sorted(types)}")
     if types != {"SRM"}:
         return _run_stock(layers, torch.from_numpy(np.asarray(x)), in_neuron)
-    s = torch.from_numpy(np.asarray(x) != 0)
+    return _run_srm(layers, torch.from_numpy(np.asarray(x) != 0))
+
+
+def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
+    """All-SRM networks, layer by layer over all steps.  A layer's ``skip`` inputs (format
+    3, residual networks) add a conv of an earlier layer's PSP, or that layer's synaptic
+    input as is (kept only until its last use)."""
+    spikes: dict[int, torch.Tensor] = {0: x}      # file index -> spikes (T, N, ...)
+    zs: dict[int, torch.Tensor] = {}
+    last_use: dict[int, int] = {}
+    for layer in layers:
+        for skip in layer.skips:
+            last_use[skip["source"]] = layer.index
+    prev = 0
     outs = []
     for layer in layers:
         shape = _out_shape(layer)
-        y = loihi.psp(s, int(layer.neuron["psDecay"]))
+        dq = int(layer.neuron["psDecay"])
+        y = loihi.psp(spikes[prev], dq)
         z = _synapse(layer, y)
+        for skip in layer.skips:
+            src = skip["source"]
+            if skip["mode"] == "membrane":
+                z = z + zs[src]
+            else:
+                z = z + _conv(loihi.psp(spikes[src], dq), skip["weight"], skip["stride"],
+                              skip["padding"])
+        if layer.index in last_use:
+            zs[layer.index] = z
         if layer.bias is not None:
             z = z + torch.from_numpy(np.asarray(layer.bias, np.int64)) * loihi.PSP_UNIT
         gain = None
@@ -144,8 +164,23 @@ def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
             gain = loihi.threshold_gain(m2, float(layer.dynamic_threshold["lambda"]))
         s, _ = loihi.srm_run(z, srm_hardware(layer.neuron), gain)
         s = s.reshape(s.shape[0], s.shape[1], *shape)
+        spikes[layer.index] = s
+        for store in (spikes, zs):   # drop what no later layer reads
+            for k in [k for k in store if k != layer.index and last_use.get(k, -1) <= layer.index]:
+                store.pop(k)
+        prev = layer.index
         outs.append(s.numpy())
     return outs
+
+
+def _conv(msg: torch.Tensor, weight: np.ndarray, stride, padding) -> torch.Tensor:
+    """Lava's conv (24-bit wrap) of integer messages (T, N, H, W, C)."""
+    T, N = msg.shape[:2]
+    x = msg.reshape(T * N, *msg.shape[2:]).permute(0, 3, 1, 2)
+    z = loihi.synapse(x, torch.from_numpy(np.asarray(weight, np.int64)), "conv",
+                      tuple(map(int, stride)), tuple(map(int, padding)))
+    z = z.permute(0, 2, 3, 1)
+    return z.reshape(T, N, *z.shape[1:])
 
 
 def _max_input(layer: NetLayer) -> float:

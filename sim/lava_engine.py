@@ -334,6 +334,7 @@ def _build_srm(net_file, window: int | None):
     inp = PSPInput(shape=(w, h, c), ps_decay=int(layers[0].neuron["psDecay"]), window=window)
     prev_out, prev_shape = inp.s_out, (w, h, c)
     outs = []
+    made: dict[int, tuple] = {0: (inp, (w, h, c))}   # file index -> (process, Lava shape)
     for i, layer in enumerate(layers):
         if layer.type == "conv":
             oc, oh, ow = layer.shape
@@ -360,6 +361,17 @@ def _build_srm(net_file, window: int | None):
                           lam=lam, out_ps_decay=None if nxt is None else int(nxt),
                           window=window)
         syn.a_out.connect(neuron.a_in)
+        for skip in layer.skips:   # format 3: residual inputs, summed at a_in
+            src, src_shape = made[skip["source"]]
+            if skip["mode"] == "membrane":   # the source's membrane input, same step
+                src.z_out.connect(neuron.a_in)
+            else:                            # a conv of the source's PSP (one-step buffer)
+                sk = Conv(weight=_lava_conv_weight(skip["weight"]), input_shape=src_shape,
+                          padding=tuple(skip["padding"][::-1]),
+                          stride=tuple(skip["stride"][::-1]), num_message_bits=24)
+                src.s_out.connect(sk.s_in)
+                sk.a_out.connect(neuron.a_in)
+        made[layer.index] = (neuron, shape)
         if lam is not None:
             mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]), window=window)
             prev_out.connect(mom.a_in)

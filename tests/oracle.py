@@ -51,6 +51,18 @@ def read(path):
                                    else g["neuron"][k][()].item()) for k in g["neuron"]}
             if "dynamicThreshold" in g:
                 L["lambda"] = float(g["dynamicThreshold"]["lambda"][()])
+            L["skips"] = []
+            for j in sorted(g["skip"].keys(), key=int) if "skip" in g else []:
+                k = g["skip"][j]
+                sk = {"source": int(k["source"][()]), "mode": _txt(k["mode"])}
+                if sk["mode"] == "conv":
+                    sk.update(type="conv", shape=L["shape"],
+                              weight=np.asarray(k["weight"][()]).astype(np.int64),
+                              stride=np.asarray(k["stride"][()]), padding=np.asarray(
+                                  k["padding"][()]))
+                sk["index"] = i
+                L["skips"].append(sk)
+            L["index"] = i
             layers.append(L)
     return layers
 
@@ -94,6 +106,9 @@ def run(path, x: np.ndarray) -> list[np.ndarray]:
     spikes_in = [list(map(int, x[t].reshape(-1))) for t in range(T)]
     outs = []
     shape = in_chw
+    # residual networks (format 3 "skip" inputs): every layer's spikes, shape and membrane
+    # input per step, by file index
+    hist = {0: (spikes_in, in_chw, None)}
     for L in net:
         n_out = int(np.prod(L["shape"]))
         p = L["neuron"]
@@ -113,11 +128,26 @@ def run(path, x: np.ndarray) -> list[np.ndarray]:
                 per = n_out // len(L["bias"])
                 bias = [int(L["bias"][j // per]) * U for j in range(n_out)]
             c = math.e / (float(p["tauS"]) * U)
+            z_hist = []
             for t in range(T):
                 # the PSP at step t depends on input spikes before t
                 msg = [(v + 128) // 256 for v in py]
                 sq_sum += sum(v * v for v in msg)
                 z = _synapse(L, msg, shape)
+                for sk in L["skips"]:
+                    src_spikes, src_shape, src_z = hist[sk["source"]]
+                    if sk["mode"] == "membrane":
+                        z = [a + b for a, b in zip(z, src_z[t])]
+                    else:  # the source's PSP (this layer's decay) through the skip's conv
+                        st = sk.setdefault("state", ([0] * len(src_spikes[0]),
+                                                     [0] * len(src_spikes[0])))
+                        smsg = [(v + 128) // 256 for v in st[1]]
+                        z = [a + b for a, b in zip(z, _synapse(sk, smsg, src_shape))]
+                        for i, sp in enumerate(src_spikes[t]):
+                            inc = S * sp
+                            st[0][i], st[1][i] = (_round_decay(st[0][i] + inc, dq),
+                                                  _round_decay(st[1][i] + st[0][i] + inc, dq))
+                z_hist.append(z)
                 m2 = (c * c) * (float(sq_sum) / float((t + 1) * n_in))
                 for j in range(n_out):
                     zj = z[j] + bias[j]
@@ -156,6 +186,7 @@ def run(path, x: np.ndarray) -> list[np.ndarray]:
                     s_out[t][j] = int(fire)
                 prev = spikes_in[t]
         outs.append(np.array(s_out, dtype=np.int8))
+        hist[L["index"]] = (s_out, L["shape"], z_hist if srm else None)
         spikes_in = s_out
         shape = L["shape"]
     return outs

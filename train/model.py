@@ -193,6 +193,9 @@ class SpikingLayer(nn.Module):
         norm_channels = in_channels if spec.kind == "conv" else fan_in
         self.pre = None
         self.post = None
+        if spec.block is not None and norm.on_membrane:
+            raise ConfigError(f"residual blocks use PSP normalization (psp_bn, psp_ln, "
+                              f"causal_psp_ln) or none, not {norm.value}")
         if spec.pre_norm and norm.on_psp:
             self.pre = PSPNorm(norm, norm_channels, model.lam)
         elif spec.pre_norm and norm.on_membrane:

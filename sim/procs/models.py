@@ -157,6 +157,7 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
     m2_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     spk_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=1)
+    z_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
 
     def __init__(self, proc_params) -> None:
         super().__init__(proc_params)
@@ -178,6 +179,7 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
             z = torch.zeros_like(z)
             self.state = loihi.SRMState(self.shape, self.hw)
             self.px, self.py = torch.zeros_like(self.px), torch.zeros_like(self.py)
+        self.z_out.send(z.numpy().astype(np.int32))   # read by membrane skips, same step
         z = z + self.bias
         gain = None
         if self.lam is not None:

@@ -26,7 +26,9 @@ class SRMLayer(AbstractProcess):
 
     Ports: ``a_in`` membrane input from the synapse, ``m2_in`` (shape (1,), only with a
     dynamic threshold) the layer's PSP second moment, ``s_out`` the graded PSP of this
-    layer's spikes (for the next synapse), ``spk_out`` the spikes (for monitoring).
+    layer's spikes (for the next synapse), ``spk_out`` the spikes (for monitoring),
+    ``z_out`` the membrane input of the step (synapses summed, before the bias), which a
+    residual network's ``membrane`` skip adds to a later layer's ``a_in`` in the same step.
     """
 
     def __init__(self, *, shape: tuple[int, ...], hardware, bias=None,
@@ -41,6 +43,7 @@ class SRMLayer(AbstractProcess):
         self.m2_in = InPort(shape=(1,))
         self.s_out = OutPort(shape=shape)
         self.spk_out = OutPort(shape=shape)
+        self.z_out = OutPort(shape=shape)
 
 
 class PSPMoment(AbstractProcess):
