@@ -36,7 +36,16 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     best = max(rows, key=lambda r: r["val_accuracy"])
     model = run["config"].get("model", {})
     rates = best["val_firing_rates"]
+    layers, block = "?", "-"
+    if model.get("arch"):
+        from psplava.train.arch import parse_arch
+
+        specs = parse_arch(model["arch"])[1]
+        layers = len(specs)
+        if any(s.block for s in specs):
+            block = model.get("block", "pre")
     return {"run": run["name"], "neuron": model.get("neuron", "?"), "norm": model.get("norm", "?"),
+            "layers": layers, "block": block,
             "epochs": rows[-1]["epoch"], "best_epoch": best["epoch"],
             "best_val_accuracy": best["val_accuracy"], "final_val_accuracy": rows[-1]["val_accuracy"],
             "final_train_accuracy": rows[-1]["train_accuracy"],
@@ -46,11 +55,12 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown_table(sums: list[dict[str, Any]]) -> str:
-    head = ("| run | neuron | norm | epochs | best val acc (epoch) | final train acc | "
-            "mean firing rate | spikes/sample | minutes |")
-    lines = [head, "|" + "---|" * 9]
+    head = ("| run | neuron | norm | layers | residual blocks | epochs | best val acc (epoch) | "
+            "final train acc | mean firing rate | spikes/sample | minutes |")
+    lines = [head, "|" + "---|" * 11]
     for s in sums:
-        lines.append(f"| {s['run']} | {s['neuron']} | {s['norm']} | {s['epochs']} | "
+        lines.append(f"| {s['run']} | {s['neuron']} | {s['norm']} | {s['layers']} | "
+                     f"{s['block']} | {s['epochs']} | "
                      f"{100 * s['best_val_accuracy']:.1f} % ({s['best_epoch']}) | "
                      f"{100 * s['final_train_accuracy']:.1f} % | {s['mean_firing_rate']:.4f} | "
                      f"{s['val_spikes_per_sample'] or 0:.0f} | {s['minutes']} |")
