@@ -108,12 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _register_stage_commands() -> None:
     """Stage packages add their subcommands (train, evaluate, report, ...) here."""
     from psplava import sim_cli
+    from psplava.deploy import cli as deploy_cli
     from psplava.export import cli as export_cli
     from psplava.train import cli as train_cli
 
     COMMANDS.setdefault("train", train_cli.register)
     COMMANDS.setdefault("export", export_cli.register)
     COMMANDS.setdefault("sim", sim_cli.register)
+    COMMANDS.setdefault("deploy", deploy_cli.register)
     COMMANDS.setdefault("demo", _register_demo)
 
 
