@@ -14,6 +14,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     norm = NormKind(load_checkpoint(args.checkpoint)["model_spec"].get("norm", "psp_ln"))
     if args.causal_eval and norm is NormKind.PSP_LN:
         return _causal_eval(args)
+    if args.format == "nir":
+        return _export_nir(args)
     report = export_checkpoint(args.checkpoint, args.output, k_max=args.k_max)
     print(f"{'layer':>5} {'type':6} {'neuron':6} {'scale':>8} {'w rel rms err':>14} "
           f"{'w max err':>10} {'vThMant':>8}")
@@ -55,6 +57,29 @@ def _held_out_accuracy(ckpt: str, samples: int) -> dict | None:
               f"--init-from {ckpt} --set model.arithmetic=loihi ...", file=sys.stderr)
     return {"split": split, "samples": exp["samples"], "float": flt["accuracy"],
             "exported": exp["accuracy"], "difference": diff, "warning": abs(diff) > 0.02}
+
+
+def _export_nir(args: argparse.Namespace) -> int:
+    """The same folded, quantized layers as the .net file, written as a NIR graph, then
+    read back with ``nir.read`` (a file that does not round-trip is an error)."""
+    import nir
+
+    from psplava.errors import PsplavaError
+    from psplava.export.exporter import build_layers
+    from psplava.export.nir_export import write_nir
+    from psplava.train.trainer import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(args.checkpoint))
+    layers, _ = build_layers(model, args.k_max)
+    write_nir(args.output, layers)
+    try:
+        graph = nir.read(str(args.output))
+    except Exception as exc:  # noqa: BLE001 - nir's own reader, reported as one line
+        raise PsplavaError(f"{args.output}: written but nir cannot read it back ({exc})")
+    print(f"wrote {args.output} (NIR: {len(graph.nodes)} nodes, {len(graph.edges)} edges)")
+    print(json.dumps({"output": str(args.output), "format": "nir",
+                      "nodes": sorted(graph.nodes), "edges": len(graph.edges)}))
+    return 0
 
 
 def _causal_eval(args: argparse.Namespace) -> int:
@@ -106,7 +131,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="fold, quantize and write a netx .net file")
     p.add_argument("checkpoint")
-    p.add_argument("-o", "--output", required=True, help="output .net file")
+    p.add_argument("-o", "--output", required=True, help="output file (.net, or .nir with "
+                   "--format nir)")
+    p.add_argument("--format", choices=("net", "nir"), default="net",
+                   help="net: netx HDF5 + psplava's extension (Lava); nir: a NIR graph "
+                   "(CUBA networks; export/nir_export.py says what maps how)")
     p.add_argument("--k-max", type=float, default=None,
                    help="largest weight scale (integer units per float unit; lava-dl uses 64); "
                         "default: the checkpoint's model.k_max, the rule it was trained with")
