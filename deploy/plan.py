@@ -272,7 +272,8 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
 def estimate(p: dict[str, Any], act: dict[str, Any], energy: dict[str, float] | None = None
              ) -> dict[str, Any]:
     """Energy and latency per sample from a plan and measured activity, beside the MACs
-    of the equal-size non-spiking network (one pass: one MAC per synapse)."""
+    of the equal-size non-spiking network: one pass over one frame (one MAC per synapse),
+    and one pass per time step (what running it on the same T-step stream costs)."""
     e = {**ENERGY, **(energy or {})}
     steps = act["steps"]
     synops = sum(r["synops"] for r in act["per_layer"])
@@ -291,6 +292,7 @@ def estimate(p: dict[str, Any], act: dict[str, Any], energy: dict[str, float] | 
             "latency_ms_per_sample": round(step_ns * steps * 1e-6, 4),
             "step_us": round(step_ns * 1e-3, 3),
             "ann_macs_per_sample": macs,
+            "ann_macs_per_sample_every_step": macs * steps,
             "ann_energy_uj_fp32": round(macs * e["mac_fp32_pj"] * 1e-6, 3),
             "ann_energy_uj_int8": round(macs * e["mac_int8_pj"] * 1e-6, 3),
             "figures": e}
