@@ -130,6 +130,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None)
     p.add_argument("--split", choices=("train", "test", "val"), default="val")
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--dt", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None,
+                   help="steps per recording (default: the file's config)")
+    p.add_argument("--dt", type=float, default=None, help="bin width, ms (default: the "
+                   "file's config)")
     p.set_defaults(func=_cmd_deploy)
