@@ -187,3 +187,24 @@ def test_average_pooling_into_dense_exports_exactly(tmp_path):
     ckpt2, _ = _ckpt(tmp_path, arch="10x10x2-n3c3-mp2-n5")
     with pytest.raises(FoldError, match="max pooling"):
         export_checkpoint(ckpt2, tmp_path / "max.net")
+
+
+def test_table3_configs_build_resnet106():
+    """The paper-scale Table 3 configs (PSP-BN / PSP-LN x pre / post x N-MNIST / F-MNIST)
+    load and build 106-layer networks with the right blocks."""
+    from pathlib import Path
+
+    from psplava.train.config import load_config
+    from psplava.train.trainer import model_spec
+
+    root = Path(__file__).resolve().parent.parent / "configs" / "resnet"
+    paths = sorted(root.glob("paper_*.yaml"))
+    assert len(paths) == 8
+    for path in paths:
+        cfg = load_config(path)
+        model = SNN(model_spec(cfg))
+        assert len(model.layers) == 106, path
+        shortcuts = {layer.shortcut for layer in model.layers if layer.shortcut}
+        expected = {"membrane", "projection"} if cfg["model"]["block"] == "pre" else \
+            {"identity", "projection"}
+        assert shortcuts == expected, path
