@@ -238,6 +238,7 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
 
     outs = run_fixed(net, xs)
     layers = [l for l in net.layers if l.type in ("conv", "dense")]
+    outs = outs[len(outs) - len(layers):]   # a file's input neuron (lava-dl's) comes first
     fans = fanout_maps(net)
     n = xs.shape[1]
     srm = all(l.neuron.get("type") == "SRM" for l in layers)

@@ -180,3 +180,14 @@ def test_srm_layers_are_refused_before_compiling(tmp_path, capsys, standin_lava_
                  "--limit", "1"]) == 2
     err = capsys.readouterr().err
     assert "layer/1 (SRM neuron)" in err and "model.neuron=cuba" in err
+
+
+def test_target_sim_runs_the_file_in_lava(tmp_path, capsys):
+    ckpt, _ = _checkpoint(tmp_path, "cuba", "psp_bn", init_gain=2.0)
+    path = tmp_path / "cuba.net"
+    export_checkpoint(ckpt, path)
+    assert main(["deploy", str(path), "--target", "sim", "--split", "test", "--limit", "2",
+                 "--steps", "20"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["target"]["target"] == "sim" and res["target"]["samples"] == 2
+    assert 0.0 <= res["target"]["accuracy"] <= 1.0
