@@ -180,6 +180,7 @@ def test_srm_layers_are_refused_before_compiling(tmp_path, capsys, standin_lava_
                  "--limit", "1"]) == 2
     err = capsys.readouterr().err
     assert "layer/1 (SRM neuron)" in err and "model.neuron=cuba" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_target_sim_runs_the_file_in_lava(tmp_path, capsys):
