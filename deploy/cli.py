@@ -12,20 +12,10 @@ def _dataset_inputs(args, net) -> tuple:
     recordings, as ``psplava sim`` reads them (the file's config, overridden by flags)."""
     import numpy as np
 
-    from psplava.data import dataset_from_config
-    from psplava.errors import PsplavaError
+    from psplava.pipeline import file_dataset
 
-    cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
-    d = dict(cfg.get("data", {}))
-    if args.steps:
-        d["steps"] = args.steps
-    if args.dt:
-        d["dt_ms"] = args.dt
-    if args.dataset:
-        d["dataset"] = args.dataset
-    if not d.get("steps") or not d.get("dataset"):
-        raise PsplavaError(f"{net.path}: the file carries no config; give --dataset and --steps")
-    ds = dataset_from_config({**cfg, "data": d}, args.split, args.dataset, args.root, args.limit)
+    ds, _ = file_dataset(net, args.dataset, args.root, args.split, args.limit, args.steps,
+                         args.dt)
     xs = np.stack([ds[i][0] for i in range(len(ds))], axis=1)
     ys = np.array([ds[i][1] for i in range(len(ds))])
     return xs, ys

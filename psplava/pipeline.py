@@ -90,6 +90,30 @@ def file_latency(net) -> int:
     return loihi.latency("SRM" if types == {"SRM"} else "CUBA", len(layers))
 
 
+def file_dataset(net, dataset: str | None, root: str | None, split: str,
+                 limit: int | None = None, steps: int | None = None, dt: float | None = None):
+    """``(dataset, data config)`` of the recordings a ``.net`` file runs on: its run's
+    config (the file's ``config`` attribute), overridden by the given values; ``val`` means
+    the recordings that run held out."""
+    from psplava.data import dataset_from_config
+
+    cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
+    d = dict(cfg.get("data", {}))
+    if steps:
+        d["steps"] = steps
+    if dt:
+        d["dt_ms"] = dt
+    if not d.get("steps"):
+        raise PsplavaError(f"{net.path}: the file carries no config; give --steps")
+    if dataset:
+        d["dataset"] = dataset
+    if not d.get("dataset"):
+        raise PsplavaError(f"{net.path}: the file carries no config; give --dataset")
+    if split == "val" and "val_count" not in d:
+        raise PsplavaError(f"{net.path}: --split val needs the run's config in the file")
+    return dataset_from_config({**cfg, "data": d}, split, dataset, root, limit), d
+
+
 def simulate_dataset(model: str, dataset: str | None, root: str | None, split: str,
                      limit: int | None = None, engine: str = "reference",
                      compare: str | None = None, steps: int | None = None,
@@ -104,26 +128,10 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     """
     from tqdm import tqdm
 
-    from psplava.data import dataset_from_config
     from psplava.netfile import read_netfile
 
     net = read_netfile(model)
-    cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
-    d = dict(cfg.get("data", {}))
-    if steps:
-        d["steps"] = steps
-    if dt:
-        d["dt_ms"] = dt
-    if not d.get("steps"):
-        raise PsplavaError(f"{model}: the file carries no config; give --steps")
-    if dataset:
-        d["dataset"] = dataset
-    if not d.get("dataset"):
-        raise PsplavaError(f"{model}: the file carries no config; give --dataset")
-    cfg = {**cfg, "data": d}
-    if split == "val" and "val_count" not in d:
-        raise PsplavaError(f"{model}: --split val needs the run's config in the file")
-    ds = dataset_from_config(cfg, split, dataset, root, limit)
+    ds, d = file_dataset(net, dataset, root, split, limit, steps, dt)
     n = len(ds)
     lag = file_latency(net)
     ref = CheckpointReference(compare) if compare else None
