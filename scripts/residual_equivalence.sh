@@ -4,13 +4,13 @@
 # and run by the reference engine on the 100 held-out recordings and by Lava on a few, each
 # compared per layer with the checkpoint's PyTorch model in loihi arithmetic (--compare).
 #     bash scripts/residual_equivalence.sh [LAVA_42] [LAVA_106] [REF_42] [REF_106] [DEPTHS]
-# (defaults 3 1 100 100 "42 106": Lava and reference-engine recordings per network)
+# (defaults 3 3 100 100 "42 106": Lava and reference-engine recordings per network)
 # Writes results/resnet/equivalence/resnet<N>/{best.pt, model.net, reference.json, lava.json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/psplava}
 lava42=${1:-3}
-lava106=${2:-1}
+lava106=${2:-3}
 ref42=${3:-100}
 ref106=${4:-100}
 for d in ${5:-42 106}; do
