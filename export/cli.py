@@ -116,10 +116,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             extra = f"{layer.neuron['type']} vThMant={layer.neuron.get('vThMant')}"
         if layer.dynamic_threshold:
             extra += f" dynamic threshold (lambda={layer.dynamic_threshold['lambda']})"
+        for skip in layer.skips:
+            extra += f" + skip({skip['mode']} of layer/{skip['source']})"
         print(f"  {layer.index:3d} {layer.type:8s} shape={layer.shape} {extra}")
         rows.append({"index": layer.index, "type": layer.type, "shape": list(layer.shape),
                      "neuron": layer.neuron.get("type"),
-                     "dynamic_threshold": layer.dynamic_threshold is not None})
+                     "dynamic_threshold": layer.dynamic_threshold is not None,
+                     "skips": [{"source": k["source"], "mode": k["mode"]}
+                               for k in layer.skips]})
     print(json.dumps({"path": net.path, "format": net.version, "layers": rows}))
     return 0
 

@@ -208,3 +208,19 @@ def test_table3_configs_build_resnet106():
         expected = {"membrane", "projection"} if cfg["model"]["block"] == "pre" else \
             {"identity", "projection"}
         assert shortcuts == expected, path
+
+
+def test_inspect_lists_skips(tmp_path, capsys):
+    import json
+
+    from psplava.cli import main
+
+    ckpt, _ = _ckpt(tmp_path)
+    path = tmp_path / "pre.net"
+    export_checkpoint(ckpt, path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["format"] == 3
+    assert res["layers"][3]["skips"] == [{"source": 1, "mode": "membrane"}]
+    assert "skip(membrane of layer/1)" in out
