@@ -5,8 +5,8 @@
 set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-run() {  # name file python-replacement-expression
-  local name="$1" file="$2" old="$3" new="$4"
+run() {  # name file old new [test file]
+  local name="$1" file="$2" old="$3" new="$4" tests="${5:-tests/test_loihi_exact.py}"
   cp "$file" "$file.orig"
   $PY - "$file" "$old" "$new" <<'PYEOF'
 import sys
@@ -15,7 +15,7 @@ s = open(p).read()
 assert old in s, f"mutation target not found in {p}: {old!r}"
 open(p, "w").write(s.replace(old, new, 1))
 PYEOF
-  if $PY -m pytest -q -x -p no:cacheprovider tests/test_loihi_exact.py >/dev/null 2>&1; then
+  if $PY -m pytest -q -x -p no:cacheprovider "$tests" >/dev/null 2>&1; then
     echo "SURVIVED: $name"
   else
     echo "KILLED:   $name"
@@ -34,3 +34,13 @@ run "dynamic threshold uses m2 of the previous step" psplava/loihi.py \
   '    return m2_from_sums(sums, steps, n, tau_s)' \
   '    m2 = m2_from_sums(sums, steps, n, tau_s)
     return torch.cat([torch.zeros_like(m2[:1]), m2[:-1]])'
+# residual networks (issue 9): each guarded by tests/test_residual.py
+run "exporter drops the skip inputs" export/exporter.py \
+  'entry.skips = [{"source": src, "mode": "membrane"}]' 'entry.skips = []' tests/test_residual.py
+run "reference engine ignores membrane skips" sim/fixed.py \
+  'z = z + zs[src]' 'z = z' tests/test_residual.py
+run "Lava ignores membrane skips" sim/lava_engine.py \
+  'src.z_out.connect(neuron.a_in)' 'pass' tests/test_residual.py
+run "shortcut conv without the PSP-BN scale" train/model.py \
+  'w = w * torch.rsqrt(first_pre.running_m2.double() + first_pre.lam).view(1, -1, 1, 1)' \
+  'w = w' tests/test_residual.py

@@ -224,3 +224,31 @@ def test_inspect_lists_skips(tmp_path, capsys):
     assert res["format"] == 3
     assert res["layers"][3]["skips"] == [{"source": 1, "mode": "membrane"}]
     assert "skip(membrane of layer/1)" in out
+
+
+@pytest.mark.parametrize("block", ["pre", "post"])
+def test_shortcut_folding_against_the_float_model(tmp_path, block):
+    """The deployed shortcut is the float shortcut with the block's PSP-BN scale and the
+    alpha gain folded in, within the quantization step: identity -> diag(s_c e / tau_s),
+    projection -> P s_c e / tau_s (computed here from the float parameters)."""
+    import math
+
+    _, model = _ckpt(tmp_path, block=block)
+    hws = model.hardware()
+    checked = 0
+    for i, (layer, hw) in enumerate(zip(model.layers, hws)):
+        if layer.shortcut not in ("identity", "projection"):
+            continue
+        pre = model.layers[i - 1].pre
+        s = (1.0 / torch.sqrt(pre.running_m2.double() + pre.lam)).view(1, -1, 1, 1)
+        gain = math.e / layer.neuron.params.tau_s
+        if layer.shortcut == "identity":
+            c = layer.out_shape[-1]
+            expected = torch.eye(c, dtype=torch.float64).view(c, c, 1, 1) * s * gain
+        else:
+            expected = layer.proj.detach().double() * s * gain
+        deployed = hw.short_weight.detach() / hw.scale
+        assert float((deployed - expected).abs().max()) <= 1.0 / hw.scale + 1e-12
+        assert float(expected.abs().max()) > 4.0 / hw.scale   # not lost in the rounding
+        checked += 1
+    assert checked == (1 if block == "pre" else 3)
