@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import PAPER_ARCH, _input  # noqa: E402  (the same real-data input)
+from train_step import PAPER_ARCH, _input, psplava_step, time_steps  # noqa: E402
 
 
 def _worker(arch: str, T: int, batch: int, steps: int, threads: int) -> dict:
     import numba
     import torch
-    from pytorch_optimizer import AdaBelief
 
-    from psplava.lavadl import slayer
     from psplava.train.model import SNN
 
     torch.set_num_threads(threads)
@@ -42,24 +38,7 @@ def _worker(arch: str, T: int, batch: int, steps: int, threads: int) -> dict:
     torch.manual_seed(0)
     x, y = _input(T, batch)
     model = SNN({"arch": arch, "neuron": "srm", "norm": "psp_bn", "block": "pre", "steps": T})
-    opt = AdaBelief(model.parameters(), lr=0.01, weight_decay=1e-4)
-    loss_fn = slayer.loss.SpikeRate(0.2, 0.03, reduction="sum")
-
-    def step(inp):
-        out = model(inp)
-        loss = loss_fn(out.permute(1, 2, 0), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step(x[:10])  # JIT compilation and allocator warm-up at a short T
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step(x)
-        times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, base, peak = time_steps(psplava_step(model, y), x[:10], x, steps)
     return {"arch": arch, "layers": len(model.layers), "T": T, "batch": batch,
             "step_s": round(min(times), 3), "step_s_per_sample": round(min(times) / batch, 3),
             "peak_mb_per_sample": round((peak - base) / 1024 / batch, 1),

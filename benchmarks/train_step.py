@@ -49,6 +49,38 @@ def _input(T: int, batch: int):
     return torch.from_numpy(np.stack(xs, axis=1)), ys  # (T, N, H, W, C)
 
 
+def psplava_step(model, y):
+    """One training step of a psplava SNN (forward, SpikeRate loss, backward, AdaBelief
+    with the paper's settings), as a function of the input (T, N, H, W, C)."""
+    from pytorch_optimizer import AdaBelief
+
+    from psplava.lavadl import slayer
+
+    opt = AdaBelief(model.parameters(), lr=0.01, weight_decay=1e-4)
+    loss_fn = slayer.loss.SpikeRate(0.2, 0.03, reduction="sum")
+
+    def step(inp):
+        out = model(inp)
+        loss = loss_fn(out.permute(1, 2, 0), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def time_steps(step, warm, data, steps: int) -> tuple[list[float], int, int]:
+    """``step(warm)`` once (JIT compilation, allocator and oneDNN warm-up at a short T),
+    then ``steps`` timed ``step(data)``: (seconds each, max RSS before, max RSS after), KiB."""
+    step(warm)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step(data)
+        times.append(time.perf_counter() - t0)
+    return times, base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _worker(impl: str, T: int, batch: int, steps: int, threads: int) -> dict:
     import torch
 
@@ -59,21 +91,10 @@ def _worker(impl: str, T: int, batch: int, steps: int, threads: int) -> dict:
         import numba
 
         numba.set_num_threads(threads)
-        from pytorch_optimizer import AdaBelief
-
-        from psplava.lavadl import slayer
         from psplava.train.model import SNN
 
         model = SNN({"arch": PAPER_ARCH, "neuron": "srm", "norm": "psp_ln", "steps": T})
-        opt = AdaBelief(model.parameters(), lr=0.01, weight_decay=1e-4)
-        loss_fn = slayer.loss.SpikeRate(0.2, 0.03, reduction="sum")
-
-        def step(inp):
-            out = model(inp)
-            loss = loss_fn(out.permute(1, 2, 0), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        step = psplava_step(model, y)
         warm = x[:20]
         data = x
     else:
@@ -98,14 +119,7 @@ def _worker(impl: str, T: int, batch: int, steps: int, threads: int) -> dict:
             opt.step()
         data = x.permute(1, 4, 2, 3, 0).contiguous()  # (N, C, H, W, T)
         warm = data[..., :20]
-    step(warm)  # JIT compilation, allocator and oneDNN warm-up at a short T
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step(data)
-        times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, base, peak = time_steps(step, warm, data, steps)
     return {"impl": impl, "T": T, "step_s": min(times), "mean_step_s": sum(times) / len(times),
             "peak_mb_per_sample": round((peak - base) / 1024 / batch, 1)}
 

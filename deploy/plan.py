@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -119,43 +119,65 @@ def _weight_bits(weights: list[np.ndarray]) -> int:
     return bits
 
 
-def edges(net: NetFile) -> list[tuple[int, int, np.ndarray]]:
-    """Every synaptic projection as ``(source index, receiving index, fan-out of each
-    source neuron)`` (flat, (C, H, W) order): a layer's own synapse and its skips."""
+class Edge(NamedTuple):
+    """One synaptic projection into a layer (its own synapse, or one skip)."""
+
+    src: int               # sending file layer index (0: the input)
+    dst: int               # receiving file layer index
+    fanout: np.ndarray     # outgoing synapses of each sending neuron (flat, (C, H, W))
+    synapses: int
+    fan_in: int            # per receiving neuron, maximum
+
+
+def _source(layers: list[NetLayer], i: int) -> int:
+    """The layer whose output layer i's own synapse reads (flatten layers skipped)."""
+    src = i - 1
+    while src > 0 and layers[src].type == "flatten":
+        src -= 1
+    return src
+
+
+def _conv_edge(src: int, dst: int, src_shape, weight, out_shape, stride, padding) -> Edge:
+    syn, fan_in, fo = conv_counts(src_shape, weight, out_shape, stride, padding)
+    return Edge(src, dst, np.broadcast_to(fo, (src_shape[0], *fo.shape)).reshape(-1), syn,
+                fan_in)
+
+
+def edges(net: NetFile) -> list[Edge]:
+    """Every synaptic projection of a file: each layer's own synapse and its skips (a
+    dense-first file's first layer reads the file's input and has none)."""
     layers = net.layers
-    out: list[tuple[int, int, np.ndarray]] = []
+    out: list[Edge] = []
     for i, layer in enumerate(layers):
         if layer.type not in ("conv", "dense") or i == 0:
             continue
-        src = i - 1
-        while src > 0 and layers[src].type == "flatten":
-            src -= 1
+        src = _source(layers, i)
         in_shape = tuple(layers[src].shape)
         if layer.type == "conv":
-            _, _, fo = conv_counts(in_shape, layer.weight, layer.shape, layer.stride,
-                                   layer.padding)
-            out.append((src, i, np.broadcast_to(fo, (in_shape[0], *fo.shape)).reshape(-1)))
+            out.append(_conv_edge(src, i, in_shape, layer.weight, layer.shape, layer.stride,
+                                  layer.padding))
         else:
-            out.append((src, i, np.full(int(np.prod(in_shape)), int(layer.weight.shape[0]),
-                                        dtype=np.int64)))
+            n_in = int(np.prod(in_shape))
+            out.append(Edge(src, i, np.full(n_in, int(layer.weight.shape[0]), dtype=np.int64),
+                            int(layer.weight.size), int(layer.weight.shape[1])))
         for skip in layer.skips:
             s = skip["source"]
             s_shape = tuple(layers[s].shape)
-            if skip["mode"] == "membrane":
-                out.append((s, i, np.ones(int(np.prod(s_shape)), dtype=np.int64)))
+            if skip["mode"] == "membrane":   # one relay connection per neuron
+                n = int(np.prod(s_shape))
+                out.append(Edge(s, i, np.ones(n, dtype=np.int64), n, 1))
             else:
-                _, _, fo = conv_counts(s_shape, skip["weight"], layer.shape, skip["stride"],
-                                       skip["padding"])
-                out.append((s, i, np.broadcast_to(fo, (s_shape[0], *fo.shape)).reshape(-1)))
+                out.append(_conv_edge(s, i, s_shape, skip["weight"], layer.shape,
+                                      skip["stride"], skip["padding"]))
     return out
 
 
-def fanout_maps(net: NetFile) -> dict[int, np.ndarray]:
+def fanout_maps(net: NetFile, proj: list[Edge] | None = None) -> dict[int, np.ndarray]:
     """Per file layer index: outgoing synapses of each of its neurons, summed over every
-    projection it sends."""
+    projection it sends (``proj``: :func:`edges` of the file, if at hand)."""
     out: dict[int, np.ndarray] = {}
-    for src, _, fo in edges(net):
-        out[src] = out.get(src, 0) + fo
+    for e in edges(net) if proj is None else proj:
+        out[e.src] = out.get(e.src, 0) + e.fanout
     return out
 
 
@@ -163,36 +185,20 @@ def plan(net: NetFile, limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """The resource plan of a file (see the module docstring for the conventions)."""
     lim = {**LOIHI2, **(limits or {})}
     layers = net.layers
-    fans = fanout_maps(net)
+    proj = edges(net)
+    fans = fanout_maps(net, proj)
     rows: list[LayerPlan] = []
     for i, layer in enumerate(layers):
         if layer.type not in ("conv", "dense"):
             continue
         n = _neuron_count(layer)
-        src = i - 1
-        while src > 0 and layers[src].type == "flatten":
-            src -= 1
-        if i == 0:   # a dense-first file: its inputs are the file's input
-            in_shape = (int(layer.weight.shape[1]),)
-        else:
-            in_shape = tuple(layers[src].shape)
-        weights = [layer.weight]
-        if layer.type == "conv":
-            syn, fan_in, _ = conv_counts(in_shape, layer.weight, layer.shape, layer.stride,
-                                         layer.padding)
-        else:
+        into = [e for e in proj if e.dst == i]
+        if into:
+            syn, fan_in = sum(e.synapses for e in into), sum(e.fan_in for e in into)
+        else:   # a dense-first file's first layer: its inputs are the file's input
             syn, fan_in = int(layer.weight.size), int(layer.weight.shape[1])
-        kernel = int(layer.weight.size)
-        for skip in layer.skips:
-            if skip["mode"] == "membrane":
-                syn += n
-                fan_in += 1
-            else:
-                s_shape = tuple(layers[skip["source"]].shape)
-                s_syn, s_fan, _ = conv_counts(s_shape, skip["weight"], layer.shape,
-                                              skip["stride"], skip["padding"])
-                syn, fan_in, kernel = syn + s_syn, fan_in + s_fan, kernel + skip["weight"].size
-                weights.append(skip["weight"])
+        weights = [layer.weight] + [k["weight"] for k in layer.skips if k["mode"] == "conv"]
+        kernel = sum(int(w.size) for w in weights)
         bits = _weight_bits(weights)
         mem = int(math.ceil(syn * bits / 8))
         cores = max(1, math.ceil(n / lim["neurons_per_core"]),
@@ -239,7 +245,6 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
     outs = run_fixed(net, xs)
     layers = [l for l in net.layers if l.type in ("conv", "dense")]
     outs = outs[len(outs) - len(layers):]   # a file's input neuron (lava-dl's) comes first
-    fans = fanout_maps(net)
     n = xs.shape[1]
     srm = all(l.neuron.get("type") == "SRM" for l in layers)
     # senders: the input (index 0) and every neuron layer, in (C, H, W) flat order
@@ -247,11 +252,12 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
     rows = []
     incoming: dict[int, float] = {}
     proj = edges(net)
+    sending = {e.src for e in proj}
     for idx, s in senders:
         flat = s.transpose(0, 1, 4, 2, 3) if s.ndim == 5 else s
         flat = flat.reshape(s.shape[0], n, -1)
         spikes = int((flat != 0).sum())
-        if srm and idx in fans:
+        if srm and idx in sending:
             consumer = next(l for l in layers if l.index > idx)
             msgs = loihi.psp(torch.from_numpy(flat != 0), int(consumer.neuron["psDecay"]))
             active = (msgs != 0).numpy()
@@ -259,11 +265,11 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
             active = flat != 0
         per_neuron = active.sum(axis=(0, 1))
         synops = 0
-        for src, dst, fo in proj:
-            if src == idx:
-                k = int((per_neuron * fo).sum())
+        for e in proj:
+            if e.src == idx:
+                k = int((per_neuron * e.fanout).sum())
                 synops += k
-                incoming[dst] = incoming.get(dst, 0) + k / n
+                incoming[e.dst] = incoming.get(e.dst, 0) + k / n
         rows.append({"index": idx, "spikes": spikes / n, "messages": int(active.sum()) / n,
                      "synops": synops / n})
     return {"samples": n, "steps": int(xs.shape[0]), "per_layer": rows,

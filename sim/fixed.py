@@ -135,6 +135,7 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
     3, residual networks) add a conv of an earlier layer's PSP, or that layer's synaptic
     input as is (kept only until its last use)."""
     spikes: dict[int, torch.Tensor] = {0: x}      # file index -> spikes (T, N, ...)
+    psps: dict[int, torch.Tensor] = {}            # ... -> PSP messages a conv skip reads
     zs: dict[int, torch.Tensor] = {}
     last_use: dict[int, int] = {}
     for layer in layers:
@@ -146,14 +147,15 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
         shape = _out_shape(layer)
         dq = int(layer.neuron["psDecay"])
         y = loihi.psp(spikes[prev], dq)
+        if prev in last_use:   # a later conv skip reads the same PSP (one psDecay: the reader)
+            psps[prev] = y
         z = _synapse(layer, y)
         for skip in layer.skips:
             src = skip["source"]
             if skip["mode"] == "membrane":
                 z = z + zs[src]
             else:
-                z = z + _conv(loihi.psp(spikes[src], dq), skip["weight"], skip["stride"],
-                              skip["padding"])
+                z = z + _conv(psps[src], skip["weight"], skip["stride"], skip["padding"])
         if layer.index in last_use:
             zs[layer.index] = z
         if layer.bias is not None:
@@ -165,7 +167,7 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
         s, _ = loihi.srm_run(z, srm_hardware(layer.neuron), gain)
         s = s.reshape(s.shape[0], s.shape[1], *shape)
         spikes[layer.index] = s
-        for store in (spikes, zs):   # drop what no later layer reads
+        for store in (spikes, psps, zs):   # drop what no later layer reads
             for k in [k for k in store if k != layer.index and last_use.get(k, -1) <= layer.index]:
                 store.pop(k)
         prev = layer.index

@@ -160,7 +160,16 @@ class SpikingLayer(nn.Module):
         norm = NormKind(model.norm)
         self.neuron_kind = NeuronKind(model.neuron)
         in_channels = in_shape[-1]
-        self.in_shape = tuple(in_shape)
+        self.in_shape = tuple(in_shape)      # before pooling
+        if spec.pool is not None:
+            kind_, k = spec.pool
+            if len(in_shape) != 3:
+                raise ConfigError(f"pooling {kind_}{k} needs a spatial input, got {in_shape}")
+            h, w, c = in_shape
+            in_shape = (h // k, w // k, c)
+            if min(in_shape) < 1:
+                raise ConfigError(f"pooling by {k} of a {h}x{w} input leaves nothing")
+        self.pooled_shape = tuple(in_shape)  # what the synapse sees
         if spec.kind == "conv":
             h, w, _ = in_shape
             self.weight = nn.Parameter(torch.empty(spec.out, in_channels, spec.kernel, spec.kernel))
@@ -171,22 +180,6 @@ class SpikingLayer(nn.Module):
             fan_in = int(math.prod(in_shape))
             self.weight = nn.Parameter(torch.empty(spec.out, fan_in))
             self.out_shape = (spec.out,)
-        if spec.pool is not None:
-            kind_, k = spec.pool
-            if len(in_shape) != 3:
-                raise ConfigError(f"pooling {kind_}{k} needs a spatial input, got {in_shape}")
-            h, w, c = in_shape
-            in_shape = (h // k, w // k, c)
-            if min(in_shape) < 1:
-                raise ConfigError(f"pooling by {k} of a {h}x{w} input leaves nothing")
-            if spec.kind == "conv":
-                self.out_shape = (conv_output_size(in_shape[0], spec.kernel, spec.stride),
-                                  conv_output_size(in_shape[1], spec.kernel, spec.stride),
-                                  spec.out)
-            else:
-                fan_in = int(math.prod(in_shape))
-                self.weight = nn.Parameter(torch.empty(spec.out, fan_in))
-        self.pooled_shape = in_shape
         self.shortcut: str | None = None   # set by SNN for a block's second layer
         self.proj = None
         self.short_stride = 1
@@ -338,47 +331,51 @@ class SpikingLayer(nn.Module):
             w = w * torch.rsqrt(first_pre.running_m2.double() + first_pre.lam).view(1, -1, 1, 1)
         return w * self.neuron.params.psp_gain
 
-    def needed_scale(self, k_max: float, first_pre: "PSPNorm | None" = None) -> float:
-        """The largest weight scale this layer's weights, bias and threshold allow."""
-        w, bias, _ = self.folded()
-        if self.spec.pool is not None:
-            w = self._pool_weight(w)
-        p = self.neuron.params
-        if self.neuron_kind is NeuronKind.SRM:
-            w = w * p.psp_gain
-            theta, theta_k_max = p.theta, loihi.SRM_THETA_K_MAX
-        else:
-            theta, theta_k_max = p.threshold, loihi.VTH_MANT_MAX
-        with torch.no_grad():
-            m = max(float(w.abs().max()), float(bias.abs().max()) if bias is not None else 0.0)
-            ws = self.folded_shortcut(first_pre)
-            if ws is not None:
-                m = max(m, float(ws.abs().max()))
-        return loihi.choose_scale(m, theta, k_max, theta_k_max)
-
-    def hardware(self, k_max: float | None = None, scale: float | None = None,
-                 first_pre: "PSPNorm | None" = None) -> LayerHardware:
-        """Fold, scale and quantize as the exporter writes the layer (straight-through
-        gradients to the float parameters).  ``scale``: imposed by :meth:`SNN.hardware` on
-        the layers a membrane shortcut joins; ``first_pre``: the PSP norm of the block's
-        first layer (for this layer's shortcut)."""
-        k_max = self.k_max if k_max is None else float(k_max)
+    def deployed_float(self, first_pre: "PSPNorm | None" = None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, float | None,
+                                  torch.Tensor | None]:
+        """``(weight, bias, lam, shortcut weight)`` as the chip sees them, in float: the
+        folded layer (:meth:`folded`), pooling folded into a dense weight, the alpha PSP's
+        gain folded into SRM weights, and the folded shortcut; differentiable."""
         w, bias, dyn = self.folded()
         if self.spec.pool is not None:
             w = self._pool_weight(w)
-        p = self.neuron.params
         if self.neuron_kind is NeuronKind.SRM:
-            w = w * p.psp_gain  # the alpha PSP's gain e / tau_s folds into the weights
-        if scale is None:
-            scale = self.needed_scale(k_max, first_pre)
-        wq = ste(loihi.quantize_weight(w.detach() * scale), w * scale)
-        bq = None if bias is None else ste(torch.round(bias.detach() * scale), bias * scale)
-        ws = self.folded_shortcut(first_pre)
-        sq = None if ws is None else ste(loihi.quantize_weight(ws.detach() * scale), ws * scale)
+            w = w * self.neuron.params.psp_gain  # the alpha PSP's gain e / tau_s
         if self.shortcut is not None and dyn is not None:
             raise FoldError("causal PSP-LN in a residual network: the shortcut and the "
                             "block's conv would need different dynamic thresholds; residual "
                             "networks deploy with psp_bn or none")
+        return w, bias, dyn, self.folded_shortcut(first_pre)
+
+    def needed_scale(self, k_max: float, floats) -> float:
+        """The largest weight scale the weights, bias and threshold of ``floats`` (what
+        :meth:`deployed_float` returns) allow."""
+        w, bias, _, ws = floats
+        p = self.neuron.params
+        if self.neuron_kind is NeuronKind.SRM:
+            theta, theta_k_max = p.theta, loihi.SRM_THETA_K_MAX
+        else:
+            theta, theta_k_max = p.threshold, loihi.VTH_MANT_MAX
+        with torch.no_grad():
+            m = max(float(t.abs().max()) for t in (w, bias, ws) if t is not None)
+        return loihi.choose_scale(m, theta, k_max, theta_k_max)
+
+    def hardware(self, k_max: float | None = None, scale: float | None = None,
+                 first_pre: "PSPNorm | None" = None, floats=None) -> LayerHardware:
+        """Fold, scale and quantize as the exporter writes the layer (straight-through
+        gradients to the float parameters).  ``scale``: imposed by :meth:`SNN.hardware` on
+        the layers a membrane shortcut joins; ``first_pre``: the PSP norm of the block's
+        first layer (for this layer's shortcut); ``floats``: :meth:`deployed_float` if the
+        caller has it already."""
+        k_max = self.k_max if k_max is None else float(k_max)
+        floats = self.deployed_float(first_pre) if floats is None else floats
+        w, bias, dyn, ws = floats
+        if scale is None:
+            scale = self.needed_scale(k_max, floats)
+        wq = ste(loihi.quantize_weight(w.detach() * scale), w * scale)
+        bq = None if bias is None else ste(torch.round(bias.detach() * scale), bias * scale)
+        sq = None if ws is None else ste(loihi.quantize_weight(ws.detach() * scale), ws * scale)
         return LayerHardware(kind=self.spec.kind, weight=wq, bias=bq, scale=scale,
                              neuron=self.neuron.hardware(scale), lam=dyn,
                              weight_float=w.detach(), stride=self.spec.stride,
@@ -552,12 +549,12 @@ class SNN(nn.Module):
         for i, l in enumerate(self.layers):
             if l.shortcut == "membrane":
                 group[i] = group[i - 2]
+        floats = [l.deployed_float(firsts[i]) for i, l in enumerate(self.layers)]
         scales: dict[int, float] = {}
-        with torch.no_grad():
-            for i, l in enumerate(self.layers):
-                k = l.needed_scale(k_max, firsts[i])
-                scales[group[i]] = min(scales.get(group[i], k), k)
-        return [l.hardware(k_max, scales[group[i]], firsts[i])
+        for i, l in enumerate(self.layers):
+            k = l.needed_scale(k_max, floats[i])
+            scales[group[i]] = min(scales.get(group[i], k), k)
+        return [l.hardware(k_max, scales[group[i]], firsts[i], floats[i])
                 for i, l in enumerate(self.layers)]
 
     def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
