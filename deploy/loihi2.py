@@ -9,11 +9,11 @@ neurocores), fed from the host through lava-loihi's embedded I/O adapters
 psplava's SRM neuron, causal PSP-LN's dynamic threshold and residual skip inputs need
 neuron microcode that public Lava does not have: such files are refused *before*
 anything compiles, naming the layers, with the way out: the same architecture with CUBA
-neurons trained in the chip's arithmetic (``model.neuron: cuba``, e.g.
-``configs/deployed/cuba_psp_bn.yaml``), exported and deployed.  (An alpha PSP is a CUBA
-current and voltage with equal decays, one step of delay and a gain, and the refractory
-kernel becomes the reset; an automatic SRM -> CUBA weight conversion is not implemented:
-``--init-from`` refuses a checkpoint of the other neuron type.)
+neurons, either converted from the trained SRM checkpoint and fine-tuned
+(``psplava train --init-from SRM_CKPT`` with ``model.neuron: cuba``; an alpha PSP is a CUBA
+current and voltage with equal decays, one step of delay and a gain, the refractory kernel
+becomes the reset: :mod:`psplava.train.convert`, ``configs/convert/``), or trained as CUBA
+in the chip's arithmetic (``configs/deployed/cuba_psp_bn.yaml``), exported and deployed.
 """
 
 from __future__ import annotations
@@ -65,10 +65,11 @@ def check_deployable(net: NetFile) -> None:
     if bad:
         raise PsplavaError(
             f"{net.path}: {len(bad)} layer(s) need neuron microcode that public Lava lacks: "
-            f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}; train the network with "
-            "CUBA neurons in the chip's arithmetic (--set model.neuron=cuba --set "
-            "model.arithmetic=loihi, e.g. configs/deployed/cuba_psp_bn.yaml), export it and "
-            "deploy that file (docs/loihi2.md)")
+            f"{', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''}; convert the trained SRM "
+            "checkpoint to CUBA neurons and fine-tune it in the chip's arithmetic (psplava "
+            "train --init-from SRM_CKPT with model.neuron: cuba, e.g. "
+            "configs/convert/srm_none_to_cuba.yaml), export it and deploy that file "
+            "(docs/loihi2.md)")
 
 
 def run_loihi2(path: str, xs: np.ndarray, steps: int) -> list[np.ndarray]:

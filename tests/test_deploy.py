@@ -179,7 +179,7 @@ def test_srm_layers_are_refused_before_compiling(tmp_path, capsys, standin_lava_
     assert main(["deploy", str(path), "--target", "loihi2", "--dataset", "digits",
                  "--limit", "1"]) == 2
     err = capsys.readouterr().err
-    assert "layer/1 (SRM neuron)" in err and "model.neuron=cuba" in err
+    assert "layer/1 (SRM neuron)" in err and "--init-from SRM_CKPT" in err and "model.neuron: cuba" in err
     assert len(err.strip().splitlines()) == 1
 
 

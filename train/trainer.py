@@ -16,7 +16,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -125,11 +125,19 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> SNN:
     return model
 
 
-def init_from_checkpoint(model: SNN, path: str | Path) -> None:
+def init_from_checkpoint(model: SNN, path: str | Path,
+                         calibration: Callable[[], torch.Tensor] | None = None
+                         ) -> dict[str, Any] | None:
     """Load another checkpoint's parameters into ``model`` (a fine-tune's start): any
     change of arithmetic, parameter-free normalization or neuron constants that keeps
-    every parameter's name and shape."""
+    every parameter's name and shape, or an SRM -> CUBA conversion
+    (:mod:`psplava.train.convert`; PSP-BN is calibrated on ``calibration()``'s batch).
+    Returns the conversion's summary, or None."""
     ckpt = load_checkpoint(path)
+    if ckpt["model_spec"].get("neuron", "srm") != model.spec.neuron:
+        from psplava.train.convert import srm_to_cuba
+
+        return srm_to_cuba(model_from_checkpoint(ckpt), model, calibration, str(path))
     own = model.state_dict()
     theirs = ckpt["model"]
     missing = sorted(set(own) - set(theirs))
@@ -140,6 +148,7 @@ def init_from_checkpoint(model: SNN, path: str | Path) -> None:
                           f"missing {missing[:4]}, unexpected {extra[:4]}, of another shape "
                           f"{shapes[:4]} (the architecture or the kind of norm differs)")
     model.load_state_dict(theirs)
+    return None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -148,6 +157,10 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: training recordings run through an SRM model to calibrate an SRM -> CUBA conversion
+CALIBRATION_SAMPLES = 20
 
 
 # ----------------------------------------------------------------------------- loops
@@ -325,10 +338,30 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
         _repair_metrics(metrics_path, start_epoch, ckpt.get("metrics"))
     else:
         metrics_path.unlink(missing_ok=True)
+        (out / "start.json").unlink(missing_ok=True)
         if t.get("init_from"):
-            init_from_checkpoint(model, t["init_from"])
-            log(f"initialised from {t['init_from']} (arithmetic "
-                f"{model.spec.arithmetic}, norm {model.spec.norm})")
+            def calibration() -> torch.Tensor:
+                return next(iter(batches(full, tr_idx[:CALIBRATION_SAMPLES],
+                                         CALIBRATION_SAMPLES)))[0]
+
+            conversion = init_from_checkpoint(model, t["init_from"], calibration)
+            log(f"initialised from {t['init_from']} (neuron {model.spec.neuron}, arithmetic "
+                f"{model.spec.arithmetic}, norm {model.spec.norm})"
+                + (" by SRM -> CUBA conversion" if conversion else ""))
+            if conversion and not conversion["decays_match"]:
+                log(f"note: model.cuba current/voltage decays {conversion['current_decay']}/"
+                    f"{conversion['voltage_decay']} differ from "
+                    f"{conversion['matching_decay']:.4f}, the decay that matches the SRM "
+                    f"PSP (tau_s {conversion['tau_s']}): the start is not equivalent")
+            # the fine-tune's starting point, measured on the held-out recordings
+            va0 = run_epoch(model, full, va_idx, cfg, progress="start" if progress else None)
+            start = {"init_from": str(t["init_from"]), "val_accuracy": va0["accuracy"],
+                     "val_samples": va0["samples"], "val_firing_rates": va0["firing_rates"],
+                     "conversion": conversion}
+            with atomic_path(out / "start.json") as tmp:
+                tmp.write_text(json.dumps(start, indent=1) + "\n")
+            log(f"start: val acc {va0['accuracy']:.3f} on {va0['samples']} held-out "
+                f"recordings (start.json)")
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
     per_epoch = t.get("samples_per_epoch")

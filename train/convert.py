@@ -1,0 +1,121 @@
+"""SRM -> CUBA conversion: the start of a fine-tune onto Loihi 2's stock neuron.
+
+Public Lava has no neuron microcode for SRM layers (``docs/loihi2.md``), so a model that
+must run on a chip today has to become CUBA.  The two neurons share their synaptic filter:
+
+- SRM: ``z(t) = W a(t)`` with the alpha PSP ``a(t) = (e / tau_s) sum_{k>=1} k q^k s(t-k)``,
+  ``q = exp(-1 / tau_s)`` (:mod:`psplava.loihi`); spike when ``z + r >= theta``, with the
+  refractory drop ``r`` (-2 theta, decaying with tau_r).
+- CUBA (lava-dl): ``i <- (1 - du) i + W' s``, ``v <- (1 - dv) v + i``; with ``du = dv = 1 - q``
+  ``v(t) = W' sum_{k>=0} (k + 1) q^k s(t-k)``, and this project's CUBA layer sees its input
+  one step late (``loihi.delay_one``), so ``v(t) = W' sum_{k>=1} k q^(k-1) s(t-k)``:
+  **equal to the SRM's z(t) when ``W' = (e / tau_s) q W``** (times ``theta_cuba / theta``
+  when the thresholds differ); spike when ``v >= theta_cuba``.
+- What does not carry over: the refractory drop becomes CUBA's reset to 0 (the current
+  stays, so a strongly driven CUBA neuron fires again sooner), and each CUBA layer adds a
+  step of latency.  The fine-tune (``psplava train --init-from SRM_CKPT`` with
+  ``model.neuron: cuba``) learns the difference; its start and end accuracies are measured
+  (``start.json`` and ``metrics.jsonl`` of the run).
+
+PSP-BN: the SRM layer normalizes its input *PSP* per channel (``1 / sqrt(m2_a + lambda)``),
+the CUBA layer its input *spikes* (``1 / sqrt(m2_s + lambda)``, ``m2_s`` = the channel's
+mean squared spike count).  The conversion measures ``m2_s`` on a calibration batch run
+through the SRM model, sets it as the CUBA layer's running statistics and multiplies the
+weights by ``sqrt(m2_s + lambda) / sqrt(m2_a + lambda)`` so both normalized synapses give the
+same ``z``.  Whole-window and causal PSP-LN (a per-sample scale) and the membrane norms
+(BN, BNTT, tdBN: statistics of z itself, in other units) are refused by name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from psplava.errors import ConfigError
+from psplava.train.model import NeuronKind, SNN
+from psplava.train.norm import NormKind
+
+_CONVERTIBLE_NORMS = (NormKind.NONE, NormKind.PSP_BN)
+
+
+def cuba_weight_gain(tau_s: float, theta_srm: float, theta_cuba: float) -> float:
+    """``W_cuba / W_srm`` that makes CUBA's voltage equal SRM's membrane input (see above)."""
+    q = math.exp(-1.0 / tau_s)
+    return (theta_cuba / theta_srm) * (math.e / tau_s) * q
+
+
+def matching_decay(tau_s: float) -> float:
+    """CUBA's current and voltage decay (lava-dl's units: fraction lost per step) whose
+    double filter is the alpha kernel of time constant ``tau_s``."""
+    return 1.0 - math.exp(-1.0 / tau_s)
+
+
+def _spike_m2(s: torch.Tensor, dense: bool) -> torch.Tensor:
+    """Mean squared input per norm channel of spikes (T, N, ..., C): what CUBA's PSP-BN
+    measures (for a dense layer, per flattened input feature)."""
+    if dense and s.dim() > 3:
+        s = s.flatten(2)
+    return s.double().square().mean(dim=tuple(range(s.dim() - 1)))
+
+
+def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | None = None,
+                source: str = "checkpoint") -> dict[str, Any]:
+    """Load the SRM network ``src``'s parameters into the CUBA network ``dst`` (same
+    architecture and norm), converted as the module docstring says.  Returns a summary
+    (gains, decays, whether the decays match the PSP)."""
+    if NeuronKind(src.spec.neuron) is not NeuronKind.SRM or \
+            NeuronKind(dst.spec.neuron) is not NeuronKind.CUBA:
+        raise ConfigError(f"{source}: conversion goes from SRM to CUBA, not "
+                          f"{src.spec.neuron} to {dst.spec.neuron}")
+    if src.spec.arch != dst.spec.arch:
+        raise ConfigError(f"{source}: cannot convert: architecture {src.spec.arch!r} differs "
+                          f"from the config's {dst.spec.arch!r}")
+    norm_src, norm_dst = NormKind(src.spec.norm), NormKind(dst.spec.norm)
+    if norm_src is not norm_dst:
+        raise ConfigError(f"{source}: cannot convert {norm_src.value} to {norm_dst.value}: an "
+                          "SRM -> CUBA conversion keeps the norm")
+    if norm_src not in _CONVERTIBLE_NORMS:
+        raise ConfigError(f"{source}: SRM -> CUBA conversion supports norm none and psp_bn, "
+                          f"not {norm_src.value} (a per-sample or membrane statistic has no "
+                          "CUBA counterpart with the same weights)")
+    m2s: list[torch.Tensor | None] = [None] * len(src.layers)
+    if norm_src is NormKind.PSP_BN:
+        if calibration is None:
+            raise ConfigError(f"{source}: converting PSP-BN needs a calibration batch")
+        x = calibration()
+        src.eval()
+        with torch.no_grad():
+            outs = src.layer_spikes(x)
+        inputs = [x] + outs[:-1]
+        for i, layer in enumerate(src.layers):
+            s = inputs[i][: x.shape[0]]  # drop the loihi forward's latency padding
+            if layer.spec.pool is not None:
+                raise ConfigError(f"{source}: cannot convert a pooled layer")
+            m2s[i] = _spike_m2(s, layer.spec.kind == "dense")
+    theta_c = float(dst.layers[0].neuron.params.threshold)
+    summary: dict[str, Any] = {"layers": []}
+    with torch.no_grad():
+        for i, (a, b) in enumerate(zip(src.layers, dst.layers)):
+            p = a.neuron.params
+            g = cuba_weight_gain(p.tau_s, p.theta, theta_c)
+            w = a.weight.detach().double() * g
+            if m2s[i] is not None:
+                lam = float(a.pre.lam)
+                m2_a = a.pre.running_m2.double()
+                ratio = torch.sqrt((m2s[i] + lam) / (m2_a + lam))
+                shape = (1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1)
+                w = w * ratio.view(shape)
+                b.pre.running_m2.copy_(m2s[i].to(b.pre.running_m2))
+            b.weight.copy_(w.to(b.weight))
+            summary["layers"].append({"weight_gain": g})
+        p = src.layers[0].neuron.params
+        cp = dst.layers[0].neuron.params
+        want = matching_decay(p.tau_s)
+        summary.update(tau_s=p.tau_s, matching_decay=want,
+                       current_decay=cp.current_decay, voltage_decay=cp.voltage_decay,
+                       decays_match=bool(abs(cp.current_decay - want) < 1e-3
+                                         and abs(cp.voltage_decay - want) < 1e-3),
+                       calibrated=norm_src is NormKind.PSP_BN)
+    return summary
