@@ -320,6 +320,11 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
     optimizer = make_optimizer(model, cfg)
     start_epoch, best = 0, {"accuracy": -1.0}
     metrics_path = out / "metrics.jsonl"
+    if resume and not (out / "last.pt").is_file():
+        # killed before its first epoch was committed: nothing to continue
+        log(f"{out}: no last.pt (the run never completed an epoch): starting it from the "
+            "beginning")
+        resume = False
     if resume:
         last = out / "last.pt"
         ckpt = load_checkpoint(last)
