@@ -10,6 +10,11 @@ held out); then ``psplava export best.pt -o model.net``, ``psplava sim model.net
 --engine reference --compare best.pt`` (all 100) and the same with ``--engine lava`` on the
 first ``--lava-samples``.  Writes ``results/deployed/<name>/summary.json`` and prints a
 Markdown table (the README's).
+
+``--base results/converted`` measures SRM -> CUBA conversions the same way
+(``results/converted/<name>/``, from ``configs/convert/``): the source column is then the
+SRM checkpoint in its own arithmetic, and the run's ``start.json`` (written by ``psplava
+train`` before the first epoch) gives the converted model's accuracy before fine-tuning.
 """
 
 from __future__ import annotations
@@ -34,10 +39,10 @@ def _json(cmd: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(name: str, lava_samples: int) -> dict:
+def measure(name: str, lava_samples: int, base: str = "results/deployed") -> dict:
     import yaml
 
-    run = Path("results") / "deployed" / name  # relative: the file records the path
+    run = Path(base) / name  # relative: the file records the path
     ckpt, net = run / "best.pt", run / "model.net"
     cfg = yaml.safe_load((ROOT / run / "config.yaml").read_text())
     start = cfg["train"].get("init_from")
@@ -66,6 +71,10 @@ def measure(name: str, lava_samples: int) -> dict:
            "spikes_per_layer_reference": ref["spikes_per_layer"],
            "weight_rel_rms_error": [r["weight_rel_rms_error"] for r in exp["layers"]],
            "firing_rates_loihi": loihi["firing_rates"], "seconds": round(time.time() - t0)}
+    if (ROOT / run / "start.json").is_file():
+        st = json.loads((ROOT / run / "start.json").read_text())
+        res.update(start_accuracy=st["val_accuracy"], start_samples=st["val_samples"],
+                   source_arithmetic=flt["arithmetic"], conversion=st.get("conversion"))
     (ROOT / run / "summary.json").write_text(json.dumps(res, indent=1) + "\n")
     return res
 
@@ -86,10 +95,27 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def conversion_table(rows: list[dict]) -> str:
+    lines = ["| conversion | SRM source (its arithmetic) | CUBA, converted, before fine-tune | "
+             "CUBA fine-tuned, PyTorch loihi | reference engine | Lava | mismatches "
+             "(reference, all layers) | mismatches (Lava) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| `{r['name']}` | {r['float_accuracy']:.2f} ({r['source_arithmetic']}) | "
+            f"{r['start_accuracy']:.2f} | {r['loihi_accuracy']:.2f} | "
+            f"{r['reference_accuracy']:.2f} ({r['reference_samples']}) | "
+            f"{r['lava_accuracy']:.2f} ({r['lava_samples']}) | "
+            f"{sum(r['reference_mismatches'])} | {sum(r['lava_mismatches'])} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*", default=NAMES)
     ap.add_argument("--lava-samples", type=int, default=3)
+    ap.add_argument("--base", default="results/deployed",
+                    help="folder of the runs (results/converted for SRM -> CUBA conversions)")
     ap.add_argument("--table-only", action="store_true",
                     help="print the table of the summary.json files already measured")
     ap.add_argument("--float-same-only", action="store_true",
@@ -97,19 +123,20 @@ def main() -> None:
     args = ap.parse_args()
     if args.float_same_only:
         for n in args.names:
-            path = ROOT / "results" / "deployed" / n / "summary.json"
+            path = ROOT / args.base / n / "summary.json"
             res = json.loads(path.read_text())
-            same = _json(["evaluate", str(Path("results") / "deployed" / n / "best.pt"),
+            same = _json(["evaluate", str(Path(args.base) / n / "best.pt"),
                           "--split", "val", "--arithmetic", "float", "--json"])
             res["float_same_weights_accuracy"] = same["accuracy"]
             path.write_text(json.dumps(res, indent=1) + "\n")
     if args.table_only or args.float_same_only:
-        rows = [json.loads((ROOT / "results" / "deployed" / n / "summary.json").read_text())
+        rows = [json.loads((ROOT / args.base / n / "summary.json").read_text())
                 for n in args.names
-                if (ROOT / "results" / "deployed" / n / "summary.json").is_file()]
+                if (ROOT / args.base / n / "summary.json").is_file()]
     else:
-        rows = [measure(n, args.lava_samples) for n in args.names]
-    print(table(rows))
+        rows = [measure(n, args.lava_samples, args.base) for n in args.names]
+    print(conversion_table(rows) if rows and all("start_accuracy" in r for r in rows)
+          else table(rows))
     print(json.dumps(rows))
 
 
