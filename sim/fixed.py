@@ -126,7 +126,7 @@ def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
         raise NetFileError(f"{net.path}: the reference engine runs all-SRM networks or "
                            f"stock netx ones (CUBA, LOIHI, SDNN), found {sorted(types)}")
     if types != {"SRM"}:
-        return _run_stock(layers, torch.from_numpy(np.asarray(x)), in_neuron)
+        return _run_stock(layers, torch.from_numpy(np.array(x)), in_neuron)
     return _run_srm(layers, torch.from_numpy(np.asarray(x) != 0))
 
 
