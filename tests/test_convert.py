@@ -19,7 +19,7 @@ from psplava.train.convert import cuba_weight_gain, matching_decay, srm_to_cuba
 from psplava.train.model import SNN
 from psplava.train.trainer import save_checkpoint
 
-ARCH = "8x8x2-n4c3-n6c3s2-n5"
+ARCH = "8x8x2-n4c3-n6c3s2-5"   # the last layer without the norm marker
 TAU_S = 10.0
 
 
@@ -97,6 +97,10 @@ def test_psp_bn_conversion_calibrates_spike_statistics():
     # eval-mode synapse: W_c / sqrt(m2_s + lam) == gain * W / sqrt(m2_a + lam)
     g = cuba_weight_gain(TAU_S, 10.0, 1.25)
     for a, b in zip(src.layers, dst.layers):
+        if a.pre is None:
+            assert b.pre is None
+            assert torch.allclose(b.weight.double(), g * a.weight.double(), rtol=1e-6)
+            continue
         shape = (1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1)
         want = g * a.weight.double() * a.pre.scale().double().view(shape)
         got = b.weight.double() * b.pre.scale().double().view(shape)
@@ -114,6 +118,14 @@ def test_conversion_refusals(src_norm, dst_norm, arch, message):
     spec["arch"] = arch
     with pytest.raises(ConfigError, match=message):
         srm_to_cuba(src, SNN(spec), calibration=_spikes)
+
+
+def test_pooled_layers_refused():
+    arch = "8x8x2-n4c3-ap2-n5"
+    src = SNN({"arch": arch, "neuron": "srm", "norm": "none", "steps": 30})
+    dst = SNN({**_cuba_spec("none"), "arch": arch})
+    with pytest.raises(ConfigError, match="pooled"):
+        srm_to_cuba(src, dst)
 
 
 def test_psp_bn_conversion_needs_calibration():

@@ -90,10 +90,13 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
             outs = src.layer_spikes(x)
         inputs = [x] + outs[:-1]
         for i, layer in enumerate(src.layers):
+            if layer.pre is None:   # a layer written without the norm marker
+                continue
             s = inputs[i][: x.shape[0]]  # drop the loihi forward's latency padding
-            if layer.spec.pool is not None:
-                raise ConfigError(f"{source}: cannot convert a pooled layer")
             m2s[i] = _spike_m2(s, layer.spec.kind == "dense")
+    if any(layer.spec.pool is not None for layer in src.layers):
+        raise ConfigError(f"{source}: SRM -> CUBA conversion of pooled layers is not "
+                          "supported (the pooled PSP and the pooled spikes differ)")
     theta_c = float(dst.layers[0].neuron.params.threshold)
     summary: dict[str, Any] = {"layers": []}
     with torch.no_grad():
