@@ -26,10 +26,14 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     from psplava.deploy.plan import activity, estimate, plan
     from psplava.netfile import read_netfile
 
-    if args.target == "loihi2" and not loihi2.lava_loihi_installed():
-        print(f"psplava: error: {loihi2.MISSING}", file=sys.stderr)
-        return 3
     net = read_netfile(args.model)
+    if args.target == "loihi2":
+        # what the file needs is known without a chip: say it first (exit 2), then what
+        # this machine lacks (exit 3)
+        loihi2.check_deployable(net)
+        if not loihi2.lava_loihi_installed():
+            print(f"psplava: error: {loihi2.MISSING}", file=sys.stderr)
+            return 3
     if args.target is None and not args.plan:
         args.plan = True
     res: dict = {"model": str(args.model)}
@@ -45,7 +49,6 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         if not args.json:
             _print_plan(res)
     if args.target == "loihi2":
-        loihi2.check_deployable(net)
         res["target"] = _run_target(args, net, hardware=True)
     elif args.target == "sim":
         res["target"] = _run_target(args, net, hardware=False)

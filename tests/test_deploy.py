@@ -183,6 +183,17 @@ def test_srm_layers_are_refused_before_compiling(tmp_path, capsys, standin_lava_
     assert len(err.strip().splitlines()) == 1
 
 
+def test_srm_file_refused_before_the_missing_hardware(tmp_path, capsys):
+    """Without lava-loihi an SRM file still hears first what the file needs (exit 2, the
+    conversion offered), not only that the chip is missing."""
+    ckpt, _ = _checkpoint(tmp_path, "srm", "none", init_gain=2.0)
+    path = tmp_path / "srm.net"
+    export_checkpoint(ckpt, path)
+    assert main(["deploy", str(path), "--target", "loihi2"]) == 2
+    err = capsys.readouterr().err
+    assert "SRM neuron" in err and "--init-from" in err and "lava-loihi" not in err
+
+
 def test_target_sim_runs_the_file_in_lava(tmp_path, capsys):
     ckpt, _ = _checkpoint(tmp_path, "cuba", "psp_bn", init_gain=2.0)
     path = tmp_path / "cuba.net"
