@@ -135,7 +135,7 @@ def main() -> None:
                 if (ROOT / args.base / n / "summary.json").is_file()]
     else:
         rows = [measure(n, args.lava_samples, args.base) for n in args.names]
-    print(conversion_table(rows) if rows and all("start_accuracy" in r for r in rows)
+    print(conversion_table(rows) if rows and all(r.get("conversion") for r in rows)
           else table(rows))
     print(json.dumps(rows))
 
