@@ -50,6 +50,9 @@ def main() -> None:
         ref = run_fixed(net, xp)
         xt = torch.from_numpy(xp).float().permute(0, 1, 4, 2, 3)
         for k, model in enumerate(models):
+            for m in model.modules():   # snnTorch keeps neuron state in the modules:
+                if hasattr(m, "reset_mem"):   # every recording starts from rest
+                    m.reset_mem()
             state, outs = None, []
             with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
                 for t in range(T):
