@@ -44,3 +44,13 @@ run "Lava ignores membrane skips" sim/lava_engine.py \
 run "shortcut conv without the PSP-BN scale" train/model.py \
   'w = w * torch.rsqrt(first_pre.running_m2.double() + first_pre.lam).view(1, -1, 1, 1)' \
   'w = w' tests/test_residual.py
+# SRM -> CUBA conversion (issue 10): guarded by tests/test_convert.py
+run "conversion gain without the decay factor q" train/convert.py \
+  'return (theta_cuba / theta_srm) * (math.e / tau_s) * q' \
+  'return (theta_cuba / theta_srm) * (math.e / tau_s)' tests/test_convert.py
+run "conversion ignores the PSP-BN calibration" train/convert.py \
+  'w = w * ratio.view(shape)' 'pass' tests/test_convert.py
+# NIR export (issue 10): guarded by tests/test_nir.py
+run "NIR current time constant off by one step" export/nir_export.py \
+  'tau_syn = DT * 4096.0 / int(n["iDecay"])' 'tau_syn = DT * 4096.0 / (int(n["iDecay"]) + 8)' \
+  tests/test_nir.py
