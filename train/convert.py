@@ -19,14 +19,10 @@ must run on a chip today has to become CUBA.  The two neurons share their synapt
 
 PSP-BN: the SRM layer normalizes its input *PSP* per channel (``1 / sqrt(m2_a + lambda)``),
 the CUBA layer its input *spikes* (``1 / sqrt(m2_s + lambda)``, ``m2_s`` = the channel's
-mean squared spike count).  The folded synapse ``W_c / sqrt(m2_s + lambda) = gain W /
-sqrt(m2_a + lambda)`` fixes the converted network's function whatever ``m2_s`` is, so the
-conversion first sets it with ``m2_s = 1``, runs the *converted* network on a calibration
-batch, and then stores the spike statistics it really produces as the running
-statistics (rescaling the weights to keep the folded synapse).  The statistics that the
-fine-tune's PSP-BN goes on tracking then start where they are; calibrating on the SRM's
-own spikes instead (which differ: CUBA fires more) let them drift within the first epoch
-and the fine-tune collapsed (0.58 -> 0.27 in three epochs).  Whole-window and causal PSP-LN (a per-sample scale) and the membrane norms
+mean squared spike count).  The conversion measures ``m2_s`` on a calibration batch run
+through the SRM model, sets it as the CUBA layer's running statistics and multiplies the
+weights by ``sqrt(m2_s + lambda) / sqrt(m2_a + lambda)`` so both normalized synapses give the
+same ``z``.  Whole-window and causal PSP-LN (a per-sample scale) and the membrane norms
 (BN, BNTT, tdBN: statistics of z itself, in other units) are refused by name.
 """
 
@@ -64,25 +60,6 @@ def _spike_m2(s: torch.Tensor, dense: bool) -> torch.Tensor:
     return s.double().square().mean(dim=tuple(range(s.dim() - 1)))
 
 
-def _channel_view(layer) -> tuple[int, ...]:
-    return (1, -1, 1, 1) if layer.spec.kind == "conv" else (1, -1)
-
-
-def _set_weight(layer, folded: torch.Tensor) -> None:
-    """CUBA weight whose PSP-BN-folded synapse (running statistics) is ``folded``."""
-    w = folded
-    if layer.pre is not None:
-        w = folded / layer.pre.scale().double().view(_channel_view(layer))
-    layer.weight.copy_(w.to(layer.weight))
-
-
-def _pad_like(s: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """The network input padded with the zero steps the loihi forward appends (its
-    latency), as the layers' own inputs are: the statistics PSP-BN tracks in training."""
-    extra = ref.shape[0] - s.shape[0]
-    return s if extra <= 0 else torch.cat([s, s.new_zeros((extra, *s.shape[1:]))])
-
-
 def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | None = None,
                 source: str = "checkpoint") -> dict[str, Any]:
     """Load the SRM network ``src``'s parameters into the CUBA network ``dst`` (same
@@ -103,35 +80,39 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
         raise ConfigError(f"{source}: SRM -> CUBA conversion supports norm none and psp_bn, "
                           f"not {norm_src.value} (a per-sample or membrane statistic has no "
                           "CUBA counterpart with the same weights)")
+    m2s: list[torch.Tensor | None] = [None] * len(src.layers)
+    if norm_src is NormKind.PSP_BN:
+        if calibration is None:
+            raise ConfigError(f"{source}: converting PSP-BN needs a calibration batch")
+        x = calibration()
+        src.eval()
+        with torch.no_grad():
+            outs = src.layer_spikes(x)
+        inputs = [x] + outs[:-1]
+        for i, layer in enumerate(src.layers):
+            if layer.pre is None:   # a layer written without the norm marker
+                continue
+            s = inputs[i][: x.shape[0]]  # drop the loihi forward's latency padding
+            m2s[i] = _spike_m2(s, layer.spec.kind == "dense")
     if any(layer.spec.pool is not None for layer in src.layers):
         raise ConfigError(f"{source}: SRM -> CUBA conversion of pooled layers is not "
                           "supported (the pooled PSP and the pooled spikes differ)")
-    if norm_src is NormKind.PSP_BN and calibration is None:
-        raise ConfigError(f"{source}: converting PSP-BN needs a calibration batch")
     theta_c = float(dst.layers[0].neuron.params.threshold)
     summary: dict[str, Any] = {"layers": []}
-    folded: list[torch.Tensor] = []   # gain W / sqrt(m2_a + lambda): what must be kept
     with torch.no_grad():
-        for a, b in zip(src.layers, dst.layers):
+        for i, (a, b) in enumerate(zip(src.layers, dst.layers)):
             p = a.neuron.params
             g = cuba_weight_gain(p.tau_s, p.theta, theta_c)
             w = a.weight.detach().double() * g
-            if a.pre is not None:
-                w = w * a.pre.scale().double().view(_channel_view(a))
-                b.pre.running_m2.fill_(1.0)
-            folded.append(w)
-            _set_weight(b, w)
+            if m2s[i] is not None:
+                lam = float(a.pre.lam)
+                m2_a = a.pre.running_m2.double()
+                ratio = torch.sqrt((m2s[i] + lam) / (m2_a + lam))
+                shape = (1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1)
+                w = w * ratio.view(shape)
+                b.pre.running_m2.copy_(m2s[i].to(b.pre.running_m2))
+            b.weight.copy_(w.to(b.weight))
             summary["layers"].append({"weight_gain": g})
-        if norm_src is NormKind.PSP_BN:
-            x = calibration()
-            dst.eval()
-            inputs = [x] + dst.layer_spikes(x)[:-1]   # the converted network's own spikes
-            for i, b in enumerate(dst.layers):
-                if b.pre is None:
-                    continue
-                m2 = _spike_m2(_pad_like(inputs[i], inputs[-1]), b.spec.kind == "dense")
-                b.pre.running_m2.copy_(m2.to(b.pre.running_m2))
-                _set_weight(b, folded[i])
         p = src.layers[0].neuron.params
         cp = dst.layers[0].neuron.params
         want = matching_decay(p.tau_s)
