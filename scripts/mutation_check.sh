@@ -49,7 +49,8 @@ run "conversion gain without the decay factor q" train/convert.py \
   'return (theta_cuba / theta_srm) * (math.e / tau_s) * q' \
   'return (theta_cuba / theta_srm) * (math.e / tau_s)' tests/test_convert.py
 run "conversion ignores the PSP-BN calibration" train/convert.py \
-  'w = w * ratio.view(shape)' 'pass' tests/test_convert.py
+  'w = w * ratio.view((1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1))' 'pass' \
+  tests/test_convert.py
 # NIR export (issue 10): guarded by tests/test_nir.py
 run "NIR current time constant off by one step" export/nir_export.py \
   'tau_syn = DT * 4096.0 / int(n["iDecay"])' 'tau_syn = DT * 4096.0 / (int(n["iDecay"]) + 8)' \

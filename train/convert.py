@@ -80,6 +80,9 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
         raise ConfigError(f"{source}: SRM -> CUBA conversion supports norm none and psp_bn, "
                           f"not {norm_src.value} (a per-sample or membrane statistic has no "
                           "CUBA counterpart with the same weights)")
+    if any(layer.spec.pool is not None for layer in src.layers):
+        raise ConfigError(f"{source}: SRM -> CUBA conversion of pooled layers is not "
+                          "supported (the pooled PSP and the pooled spikes differ)")
     m2s: list[torch.Tensor | None] = [None] * len(src.layers)
     if norm_src is NormKind.PSP_BN:
         if calibration is None:
@@ -94,9 +97,6 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
                 continue
             s = inputs[i][: x.shape[0]]  # drop the loihi forward's latency padding
             m2s[i] = _spike_m2(s, layer.spec.kind == "dense")
-    if any(layer.spec.pool is not None for layer in src.layers):
-        raise ConfigError(f"{source}: SRM -> CUBA conversion of pooled layers is not "
-                          "supported (the pooled PSP and the pooled spikes differ)")
     theta_c = float(dst.layers[0].neuron.params.threshold)
     summary: dict[str, Any] = {"layers": []}
     with torch.no_grad():
@@ -105,12 +105,10 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
             g = cuba_weight_gain(p.tau_s, p.theta, theta_c)
             w = a.weight.detach().double() * g
             if m2s[i] is not None:
-                lam = float(a.pre.lam)
-                m2_a = a.pre.running_m2.double()
-                ratio = torch.sqrt((m2s[i] + lam) / (m2_a + lam))
-                shape = (1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1)
-                w = w * ratio.view(shape)
+                # keep the folded synapse: W_c * scale_c == gain * W * scale_srm
                 b.pre.running_m2.copy_(m2s[i].to(b.pre.running_m2))
+                ratio = a.pre.scale().double() / b.pre.scale().double()
+                w = w * ratio.view((1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1))
             b.weight.copy_(w.to(b.weight))
             summary["layers"].append({"weight_gain": g})
         p = src.layers[0].neuron.params
