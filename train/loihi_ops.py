@@ -20,7 +20,7 @@ import math
 import torch
 
 from psplava import loihi
-from psplava.train import kernels
+from psplava.train.neuron import alpha_filter
 
 
 def ste(exact: torch.Tensor, approx: torch.Tensor) -> torch.Tensor:
@@ -29,17 +29,9 @@ def ste(exact: torch.Tensor, approx: torch.Tensor) -> torch.Tensor:
 
 
 def _alpha_adjoint(g: torch.Tensor, q: float, gain: float) -> torch.Tensor:
-    """``gain * sum_{k>=1} k q^k g(t+k)`` along dim 0 (the alpha PSP's adjoint)."""
-    if g.device.type == "cpu":
-        flat = g.detach().reshape(g.shape[0], -1).contiguous().numpy()
-        return torch.from_numpy(kernels.alpha_filter(flat, q, gain, reverse=True)).view(g.shape)
-    out = torch.empty_like(g)
-    x = torch.zeros_like(g[0])
-    y = torch.zeros_like(g[0])
-    for t in range(g.shape[0] - 1, -1, -1):
-        out[t] = gain * y
-        x, y = q * (x + g[t]), q * (y + x + g[t])
-    return out
+    """``gain * sum_{k>=1} k q^k g(t+k)`` along dim 0 (the alpha PSP's adjoint), by the
+    float kernels on ``g``'s device (numba on the CPU, Triton on a GPU)."""
+    return alpha_filter(g, q, gain, reverse=True)
 
 
 def _first_order_adjoint(g: torch.Tensor, d: float) -> torch.Tensor:

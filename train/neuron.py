@@ -9,6 +9,7 @@ and the ``device_params`` export convention).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from psplava import loihi
 from psplava.lavadl import slayer
-from psplava.train import kernels
+from psplava.train import kernels, kernels_triton
 
 slayer_base = slayer.neuron.base
 slayer_cuba = slayer.neuron.cuba
@@ -109,34 +110,62 @@ def _flat(x: torch.Tensor) -> np.ndarray:
     return x.detach().reshape(x.shape[0], -1).contiguous().numpy()
 
 
+#: which implementation of the float kernels runs: ``auto`` (numba on CPU tensors, Triton
+#: on CUDA tensors), or ``numba`` / ``triton`` forced (``triton`` on CPU tensors needs
+#: ``TRITON_INTERPRET=1``: how the tests run the GPU path without a GPU).  Read from the
+#: environment variable ``PSPLAVA_KERNELS`` at import.
+KERNELS = os.environ.get("PSPLAVA_KERNELS", "auto")
+
+
+def kernel_backend(t: torch.Tensor) -> str:
+    """``numba`` or ``triton``: the implementation that runs on ``t``."""
+    if KERNELS == "numba" or (KERNELS == "auto" and t.device.type == "cpu"):
+        if t.device.type != "cpu":
+            raise RuntimeError("PSPLAVA_KERNELS=numba runs on CPU tensors only")
+        return "numba"
+    if not kernels_triton.usable(t):
+        raise RuntimeError(f"the SRM kernels on a {t.device.type} tensor need Triton "
+                           "(installed with torch's CUDA wheels)")
+    return "triton"
+
+
+def alpha_filter(s: torch.Tensor, q: float, gain: float, reverse: bool = False
+                 ) -> torch.Tensor:
+    """The alpha filter of :mod:`kernels` on a tensor (T, ...), on its own device."""
+    if kernel_backend(s) == "numba":
+        return torch.from_numpy(kernels.alpha_filter(_flat(s), q, gain, reverse)).view(s.shape)
+    return kernels_triton.alpha_filter(s, q, gain, reverse)
+
+
 class _PSP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s: torch.Tensor, q: float, gain: float) -> torch.Tensor:
         ctx.q, ctx.gain = q, gain
-        return torch.from_numpy(kernels.alpha_filter(_flat(s), q, gain)).view(s.shape)
+        return alpha_filter(s, q, gain)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
-        out = kernels.alpha_filter(_flat(g), ctx.q, ctx.gain, reverse=True)
-        return torch.from_numpy(out).view(g.shape), None, None
+        return alpha_filter(g, ctx.q, ctx.gain, reverse=True), None, None
 
 
 def psp(s: torch.Tensor, tau_s: float) -> torch.Tensor:
-    """Alpha-kernel PSP along dim 0 (time) of ``s`` (exact; see :mod:`kernels`)."""
-    if s.device.type != "cpu":
-        raise NotImplementedError("the numba PSP kernel runs on the CPU")
+    """Alpha-kernel PSP along dim 0 (time) of ``s`` (exact; see :mod:`kernels`), on the
+    tensor's device (numba on the CPU, Triton on a GPU)."""
     return _PSP.apply(s, math.exp(-1.0 / tau_s), math.e / tau_s)
 
 
 class _SRMSpike(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, p: SRMParams, tau_rho: float, scale_rho: float):
-        s, rho = kernels.srm_spike(_flat(z), p.theta, p.ref_decay,
-                                   p.refractory is RefractoryKind.ALPHA, p.ref_gain,
-                                   tau_rho, scale_rho)
-        rho_t = torch.from_numpy(rho).view(z.shape)
+        args = (p.theta, p.ref_decay, p.refractory is RefractoryKind.ALPHA, p.ref_gain,
+                tau_rho, scale_rho)
+        if kernel_backend(z) == "numba":
+            s, rho = kernels.srm_spike(_flat(z), *args)
+            s_t, rho_t = torch.from_numpy(s).view(z.shape), torch.from_numpy(rho).view(z.shape)
+        else:
+            s_t, rho_t = kernels_triton.srm_spike(z, *args)
         ctx.save_for_backward(rho_t)
-        return torch.from_numpy(s).view(z.shape)
+        return s_t
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
