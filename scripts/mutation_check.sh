@@ -55,3 +55,10 @@ run "conversion ignores the PSP-BN calibration" train/convert.py \
 run "NIR current time constant off by one step" export/nir_export.py \
   'tau_syn = DT * 4096.0 / int(n["iDecay"])' 'tau_syn = DT * 4096.0 / (int(n["iDecay"]) + 8)' \
   tests/test_nir.py
+# SRM GPU kernels (issue 18): guarded by tests/test_kernels_gpu.py (Triton's interpreter)
+run "GPU kernel drops the refractory decay (EXP)" train/kernels_triton.py \
+  '                y = d * (y + s)' '                y = y + s' tests/test_kernels_gpu.py
+run "GPU kernel drops a decay of the ALPHA refractory" train/kernels_triton.py \
+  '                y = d * (y + x + s)' '                y = y + x + s' tests/test_kernels_gpu.py
+run "GPU PSP kernel drops a decay step" train/kernels_triton.py \
+  '            xn = q * (x + sp)' '            xn = x + sp' tests/test_kernels_gpu.py

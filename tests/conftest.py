@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+if "TRITON_INTERPRET" not in os.environ:
+    # without a GPU, the Triton kernels run on CPU tensors through Triton's interpreter
+    # (read when the kernels are defined, so before psplava.train.kernels_triton loads)
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
 
 import numpy as np
 import pytest
