@@ -146,7 +146,9 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _register_stage_commands()
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # train --nproc re-runs the command under torchrun
     try:
         return int(args.func(args) or 0)
     except PsplavaError as exc:

@@ -9,16 +9,51 @@ import time
 from pathlib import Path
 
 
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """``psplava train --nproc N``: the same command under ``torchrun --standalone``
+    (one node, N processes; on several nodes call torchrun yourself:
+    ``torchrun --nnodes ... -m psplava train ...``)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "psplava", *argv]
+    print("psplava: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
+def _strip_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from psplava.errors import ConfigError
+    from psplava.train import runtime
     from psplava.train.config import load_config
     from psplava.train.trainer import train
 
     cfg = load_config(args.config, args.set + (
         [f"train.init_from={args.init_from}"] if args.init_from else []))
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise ConfigError(f"--nproc {args.nproc}: must be at least 1")
+        if args.nproc > 1 and not runtime.launched_by_torchrun():
+            return _torchrun(args.nproc, _strip_nproc(list(args.argv)))
+    if args.device is not None:
+        runtime.resolve_device(args.device)  # checked before any work
     best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                 overwrite=args.overwrite)
-    print(json.dumps({"best_val_accuracy": best.get("accuracy"), "best_epoch": best.get("epoch"),
-                      "run_dir": str(args.out)}))
+                 overwrite=args.overwrite, device=args.device)
+    if runtime.is_main_process():
+        print(json.dumps({"best_val_accuracy": best.get("accuracy"),
+                          "best_epoch": best.get("epoch"), "run_dir": str(args.out),
+                          "device": best.get("device"), "world_size": best.get("world_size")}))
     return 0
 
 
@@ -26,12 +61,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from psplava.train.trainer import evaluate
 
     res = evaluate(args.checkpoint, args.dataset, args.root, args.split, args.limit,
-                   progress=sys.stderr.isatty(), arithmetic=args.arithmetic)
+                   progress=sys.stderr.isatty(), arithmetic=args.arithmetic,
+                   device=args.device)
     if args.json:
         print(json.dumps(res))
     else:
         print(f"accuracy {res['accuracy']:.4f} on {res['samples']} samples "
-              f"({res['arithmetic']} arithmetic); firing rates "
+              f"({res['arithmetic']} arithmetic, {res['device']}); firing rates "
               + ", ".join(f"{r:.4f}" for r in res["firing_rates"]))
     return 0
 
@@ -60,6 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune: start from this checkpoint's parameters (e.g. a float "
                         "model into model.arithmetic=loihi, or psp_ln into causal_psp_ln)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="auto | cpu | cuda | cuda:N (default: the config's train.device, "
+                        "auto: CUDA when present)")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train with N processes (DDP) started by torchrun on this node; "
+                        "train.batch_size is the global batch")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy and firing rates of a checkpoint")
@@ -72,6 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     p.add_argument("--arithmetic", choices=["float", "loihi"], default=None,
                    help="evaluate in this arithmetic (default: the one it was trained in)")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="auto | cpu | cuda | cuda:N (default: auto)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="curves, firing rates and a Markdown table of runs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
         "loss": {"true_rate": 0.2, "false_rate": 0.03},
         "time_limit_min": None,   # stop after the epoch that passes this budget
         "init_from": None,        # fine-tune: start from this checkpoint's parameters
+        "device": "auto",         # auto | cpu | cuda | cuda:N (auto: CUDA when present)
+        "workers": None,          # DataLoader worker processes (null: 0 on CPU, <= 4 on GPU)
+        "checkpoint_blocks": False,  # recompute residual blocks in backward (memory)
     },
 }
 
@@ -98,9 +102,11 @@ class _Field:
 
     def __init__(self, kind: type | tuple[type, ...], *, lo: float | None = None,
                  hi: float | None = None, above: float | None = None,
-                 choices: tuple[str, ...] | None = None, nullable: bool = False) -> None:
+                 choices: tuple[str, ...] | None = None, nullable: bool = False,
+                 pattern: str | None = None, hint: str | None = None) -> None:
         self.kind, self.lo, self.hi, self.above = kind, lo, hi, above
         self.choices, self.nullable = choices, nullable
+        self.pattern, self.hint = pattern, hint
 
     def check(self, where: str, v: Any) -> None:
         if v is None:
@@ -115,6 +121,8 @@ class _Field:
             names = " or ".join({int: "an integer", float: "a number", str: "a string",
                                  dict: "a mapping", bool: "true/false"}[k] for k in kinds)
             raise ConfigError(f"{where} must be {names}, got {v!r}")
+        if self.pattern is not None and not re.match(self.pattern, v):
+            raise ConfigError(f"{where} must be {self.hint or self.pattern}, got {v!r}")
         if self.choices is not None and v not in self.choices:
             raise ConfigError(f"{where} must be one of {list(self.choices)}, got {v!r}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -169,6 +177,10 @@ SCHEMA: dict[str, dict[str, _Field]] = {
         "loss": _Field(dict),
         "time_limit_min": _Field(float, above=0, nullable=True),
         "init_from": _Field(str, nullable=True),
+        "device": _Field(str, pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                         hint="auto, cpu, cuda or cuda:N"),
+        "workers": _Field(int, lo=0, hi=64, nullable=True),
+        "checkpoint_blocks": _Field(bool),
     },
 }
 _NESTED = {

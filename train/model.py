@@ -44,7 +44,8 @@ from psplava.train.arch import LayerSpec, conv_output_size, parse_arch
 from psplava.train.neuron import CubaNeuron, CubaParams, SRMNeuron, SRMParams
 from psplava.train import loihi_ops
 from psplava.train.loihi_ops import ste
-from psplava.train.norm import MembraneNorm, NormKind, PSPNorm, causal_second_moment
+from psplava.train.norm import (MembraneNorm, NormKind, PSPNorm, causal_second_moment,
+                                statistics_frozen)
 
 
 class FoldError(ConfigError):
@@ -320,7 +321,7 @@ class SpikingLayer(nn.Module):
             return None
         if self.shortcut == "identity":
             c = self.out_shape[-1]
-            w = torch.eye(c, dtype=torch.float64).view(c, c, 1, 1)
+            w = torch.eye(c, dtype=torch.float64, device=self.weight.device).view(c, c, 1, 1)
         else:
             w = self.proj.double()
         if first_pre is not None:
@@ -557,6 +558,10 @@ class SNN(nn.Module):
         return [l.hardware(k_max, scales[group[i]], firsts[i], floats[i])
                 for i, l in enumerate(self.layers)]
 
+    #: recompute residual blocks in the backward pass instead of keeping their
+    #: activations (``train.checkpoint_blocks``; float training only)
+    checkpoint_blocks: bool = False
+
     def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's spikes, in the model's arithmetic (shortcuts included)."""
         loihi_mode = Arithmetic(self.spec.arithmetic) is Arithmetic.LOIHI
@@ -567,8 +572,21 @@ class SNN(nn.Module):
         need_z = {i - 2 for i, l in enumerate(self.layers) if l.shortcut == "membrane"}
         need_front = {i - 1 for i, l in enumerate(self.layers)
                       if l.shortcut in ("identity", "projection")}
+        recompute = (self.checkpoint_blocks and not loihi_mode and self.training
+                     and torch.is_grad_enabled())
         s = x
-        for i, layer in enumerate(self.layers):
+        i = 0
+        while i < len(self.layers):
+            layer = self.layers[i]
+            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+            if recompute and nxt is not None and nxt.shortcut is not None and i not in need_z:
+                z_prev = zs.pop(i - 1) if nxt.shortcut == "membrane" else None
+                s1, s, z = self._checkpointed_block(i, s, z_prev)
+                outs += [s1, s]
+                if i + 1 in need_z:
+                    zs[i + 1] = z
+                i += 2
+                continue
             extra = None
             if layer.shortcut == "membrane":
                 extra = zs.pop(i - 2)
@@ -598,7 +616,38 @@ class SNN(nn.Module):
             if i in need_z:
                 zs[i] = z
             outs.append(s)
+            i += 1
         return outs
+
+    def _block(self, i: int, s: torch.Tensor, z_prev: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A residual block (layers i, i+1) in float: (spikes of both layers, the second
+        layer's membrane input); ``z_prev``: the membrane shortcut's input."""
+        first, second = self.layers[i], self.layers[i + 1]
+        a1 = first.normalized_input(s)
+        s1 = first.neuron(first.membrane(a1))
+        z = second.membrane(second.normalized_input(s1))
+        if second.shortcut == "membrane":
+            z = z + z_prev
+        else:
+            z = z + second.shortcut_input(a1)
+        return s1, second.neuron(z), z
+
+    def _checkpointed_block(self, i: int, s: torch.Tensor, z_prev: torch.Tensor | None):
+        """:meth:`_block` under activation checkpointing: only its inputs are kept, and the
+        backward pass runs it again (without tracking PSP-BN statistics a second time)."""
+        from torch.utils.checkpoint import checkpoint
+
+        calls = [0]
+
+        def run(s_in, z_in):
+            calls[0] += 1
+            if calls[0] == 1:
+                return self._block(i, s_in, z_in)
+            with statistics_frozen():
+                return self._block(i, s_in, z_in)
+
+        return checkpoint(run, s, z_prev, use_reentrant=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[2:]) != self.input_shape:

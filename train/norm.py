@@ -15,10 +15,31 @@ table instead of T modules), tdBN (BN scaled by ``alpha * V_th``), and none.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from enum import Enum
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+#: set while a checkpointed block is recomputed in the backward pass: the forward pass
+#: already tracked its running statistics once
+_FROZEN = contextvars.ContextVar("psplava_frozen_statistics", default=False)
+
+
+@contextlib.contextmanager
+def statistics_frozen():
+    """Running statistics are not updated inside (activation checkpointing's recompute)."""
+    token = _FROZEN.set(True)
+    try:
+        yield
+    finally:
+        _FROZEN.reset(token)
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class NormKind(str, Enum):
@@ -60,6 +81,35 @@ class _RawMomentNorm(torch.autograd.Function):
         return grad, None, None
 
 
+class _SyncBatchRawMomentNorm(torch.autograd.Function):
+    """PSP-BN over the global batch of a DDP run: the per-channel sums of ``a^2`` and of
+    ``g a_hat`` are summed over the ranks (in float64), so every rank normalizes with the
+    statistics one process would compute for the whole batch.  Returns ``(a_hat, m2)``."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, lam: float):
+        dims = tuple(range(a.dim() - 1))
+        count = a.numel() // a.shape[-1]
+        buf = torch.cat([a.square().sum(dim=dims).double(),
+                         torch.tensor([float(count)], dtype=torch.float64, device=a.device)])
+        dist.all_reduce(buf)
+        m2 = (buf[:-1] / buf[-1]).to(a.dtype)
+        r = torch.rsqrt(m2 + lam)
+        a_hat = a * r
+        ctx.dims, ctx.total = dims, buf[-1]
+        ctx.save_for_backward(a_hat, r)
+        ctx.mark_non_differentiable(m2)
+        return a_hat, m2
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor, _g_m2):
+        a_hat, r = ctx.saved_tensors
+        gs = (g * a_hat).sum(dim=ctx.dims).double()
+        dist.all_reduce(gs)
+        mean = (gs / ctx.total).to(g.dtype)
+        return r * (g - a_hat * mean), None
+
+
 def raw_moment_norm(a: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch.Tensor:
     """Divide by ``sqrt(mean over dims of a^2 + lam)`` (keepdims), with a fused backward."""
     return _RawMomentNorm.apply(a, tuple(dims), lam)
@@ -98,15 +148,26 @@ class PSPNorm(nn.Module):
         if self.kind is NormKind.CAUSAL_PSP_LN:
             return causal_raw_moment_norm(a, self.lam)
         dims = tuple(range(a.dim() - 1))  # all but channels
+        if self.training and _world() > 1:
+            a_hat, m2 = _SyncBatchRawMomentNorm.apply(a, self.lam)
+            if not _FROZEN.get():
+                self._update(m2)
+            return a_hat
         if self.training:
             self.track(a)
             return raw_moment_norm(a, dims, self.lam)
         return a * torch.rsqrt(self.running_m2 + self.lam)
 
     def track(self, a: torch.Tensor) -> None:
-        """PSP-BN: update the running second moment per channel with the batch's."""
+        """PSP-BN: update the running second moment per channel with the batch's (not
+        while a checkpointed block is recomputed)."""
+        if _FROZEN.get():
+            return
         with torch.no_grad():
-            m2 = a.square().mean(dim=tuple(range(a.dim() - 1)))
+            self._update(a.square().mean(dim=tuple(range(a.dim() - 1))))
+
+    def _update(self, m2: torch.Tensor) -> None:
+        with torch.no_grad():
             self.running_m2.mul_(1 - self.momentum).add_(self.momentum * m2.to(self.running_m2))
 
     def scale(self) -> torch.Tensor:

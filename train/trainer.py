@@ -25,7 +25,9 @@ from psplava.lavadl import slayer
 
 from psplava.data import dataset_from_config, make_dataset, train_val_split
 from psplava.errors import ConfigError, PsplavaError, atomic_path
+from psplava.train.loader import default_workers, draw_shifts, make_loader
 from psplava.train.model import SNN
+from psplava.train.runtime import Runtime, describe, resolve_device
 
 CHECKPOINT_FORMAT = 1
 
@@ -58,29 +60,10 @@ def build_datasets(cfg: dict[str, Any], split: str = "train"):
 
 def batches(ds, indices: np.ndarray, batch_size: int, augment: dict[str, Any] | None = None,
             rng: np.random.Generator | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (x (T, N, H, W, C), labels (N,)) batches in the order of ``indices``."""
-    shift = int((augment or {}).get("shift", 0) or 0)
-    for start in range(0, len(indices), batch_size):
-        idx = indices[start:start + batch_size]
-        xs, ys = [], []
-        for i in idx:
-            x, y = ds[int(i)]
-            if shift and rng is not None:
-                x = _random_shift(x, shift, rng)
-            xs.append(x)
-            ys.append(y)
-        yield torch.from_numpy(np.stack(xs, axis=1)), torch.tensor(ys, dtype=torch.long)
-
-
-def _random_shift(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """Shift a (T, H, W, C) sample by up to +-max_shift pixels, zero fill."""
-    dy, dx = rng.integers(-max_shift, max_shift + 1, 2)
-    out = np.zeros_like(x)
-    H, W = x.shape[1:3]
-    ys, yd = (slice(0, H - dy), slice(dy, H)) if dy >= 0 else (slice(-dy, H), slice(0, H + dy))
-    xs, xd = (slice(0, W - dx), slice(dx, W)) if dx >= 0 else (slice(-dx, W), slice(0, W + dx))
-    out[:, yd, xd] = x[:, ys, xs]
-    return out
+    """(x (T, N, H, W, C), labels (N,)) batches in the order of ``indices``, in this
+    process (the training loop uses :func:`psplava.train.loader.make_loader`)."""
+    shifts = draw_shifts(len(indices), int((augment or {}).get("shift", 0) or 0), rng)
+    return iter(make_loader(ds, indices, batch_size, shifts=shifts))
 
 
 def to_slayer(out: torch.Tensor) -> torch.Tensor:
@@ -94,7 +77,7 @@ def save_checkpoint(path: Path, model: SNN, cfg: dict[str, Any], **extra: Any) -
         "format": CHECKPOINT_FORMAT,
         "config": cfg,
         "model_spec": model_spec(cfg),
-        "model": model.state_dict(),
+        "model": _to_cpu(model.state_dict()),
         **extra,
     }
     with atomic_path(path) as tmp:
@@ -165,46 +148,64 @@ CALIBRATION_SAMPLES = 20
 
 # ----------------------------------------------------------------------------- loops
 def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimizer=None,
-              rng: np.random.Generator | None = None, progress: str | None = None
+              rng: np.random.Generator | None = None, progress: str | None = None,
+              rt: Runtime | None = None, net: torch.nn.Module | None = None
               ) -> dict[str, Any]:
-    """One pass over ``indices``; trains when ``optimizer`` is given."""
+    """One pass over ``indices``; trains when ``optimizer`` is given.
+
+    ``rt``: the device and the processes (default: this process on the model's device);
+    ``net``: what runs the forward pass (the DDP wrapper of ``model``).  Under DDP each
+    rank runs its share of every global batch; the loss of the local batch is scaled by
+    the number of ranks, so that DDP's gradient average is the gradient of the global
+    batch's summed loss, as one process computes it.  The returned metrics are summed over
+    ranks (every rank gets the same)."""
     from tqdm import tqdm
 
     t = cfg["train"]
+    rt = rt or Runtime(next(model.parameters()).device)
+    net = net or model
     loss_fn = slayer.loss.SpikeRate(true_rate=float(t["loss"]["true_rate"]),
                         false_rate=float(t["loss"]["false_rate"]), reduction="sum")
     training = optimizer is not None
     model.train(training)
-    n = correct = 0
-    loss_sum = 0.0
-    rate_sum = np.zeros(len(model.layers))
-    spikes_sum = 0.0
     sizes = np.array([math.prod(layer.out_shape) for layer in model.layers], dtype=np.float64)
-    it = batches(ds, indices, int(t["batch_size"]),
-                 cfg["data"].get("augment") if training else None, rng)
-    bar = tqdm(it, total=math.ceil(len(indices) / int(t["batch_size"])), desc=progress,
-               leave=False, disable=progress is None, mininterval=2.0)
+    shift = int((cfg["data"].get("augment") or {}).get("shift", 0) or 0) if training else 0
+    workers = t.get("workers")
+    workers = default_workers(rt.device) if workers is None else int(workers)
+    batch = rt.local_batch(int(t["batch_size"]))
+    loader = make_loader(ds, indices, batch, shifts=draw_shifts(len(indices), shift, rng),
+                         workers=workers, device=rt.device, rank=rt.rank,
+                         world=rt.world_size, train=training)
+    # n, correct, loss sum, spikes sum, then per-layer rate sums (this rank's)
+    acc = torch.zeros(4 + len(model.layers), dtype=torch.float64)
+    bar = tqdm(loader, desc=progress, leave=False, disable=progress is None or not rt.is_main,
+               mininterval=2.0)
     for x, y in bar:
+        x = x.to(rt.device, non_blocking=True)
+        y = y.to(rt.device, non_blocking=True)
         with torch.set_grad_enabled(training):
-            out = model(x)
+            out = net(x)
             loss = loss_fn(to_slayer(out), y)
             if training:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * rt.world_size if rt.distributed else loss).backward()
                 optimizer.step()
         pred = slayer.classifier.Rate.predict(to_slayer(out.detach()))
         b = len(y)
-        n += b
-        correct += int((pred == y).sum())
-        loss_sum += float(loss.detach())
         rates = np.array(model.last_rates)
-        rate_sum += rates * b
-        spikes_sum += float((rates * sizes).sum()) * x.shape[0] * b
-        bar.set_postfix(loss=f"{loss_sum / n:.4f}", acc=f"{correct / n:.3f}",
-                        rate=f"{rate_sum.mean() / n:.4f}")
-    return {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1), "samples": n,
-            "firing_rates": (rate_sum / max(n, 1)).round(6).tolist(),
-            "spikes_per_sample": spikes_sum / max(n, 1)}
+        acc[0] += b
+        acc[1] += int((pred == y).sum())
+        acc[2] += float(loss.detach())
+        acc[3] += float((rates * sizes).sum()) * x.shape[0] * b
+        acc[4:] += torch.from_numpy(rates * b)
+        n = float(acc[0])
+        bar.set_postfix(loss=f"{float(acc[2]) / n:.4f}", acc=f"{float(acc[1]) / n:.3f}",
+                        rate=f"{float(acc[4:].mean()) / n:.4f}")
+    acc = rt.all_sum(acc)
+    n = max(int(acc[0]), 1)
+    return {"loss": float(acc[2]) / n, "accuracy": float(acc[1]) / n, "samples": int(acc[0]),
+            "firing_rates": (acc[4:].numpy() / n).round(6).tolist(),
+            "spikes_per_sample": float(acc[3]) / n}
 
 
 def make_optimizer(model: SNN, cfg: dict[str, Any]):
@@ -291,87 +292,135 @@ def run_folder_lock(out: Path):
 
 
 def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
-          progress: bool = True, log=print, overwrite: bool = False) -> dict[str, Any]:
+          progress: bool = True, log=print, overwrite: bool = False,
+          device: str | None = None) -> dict[str, Any]:
     """Train per ``cfg`` into ``out_dir``; returns the best validation metrics.
 
     A folder that already holds a run is refused unless ``resume`` (continue it) or
-    ``overwrite`` (start it again); one process at a time writes a run folder."""
+    ``overwrite`` (start it again); one process at a time writes a run folder.  ``device``
+    overrides ``train.device``.  Under ``torchrun`` every rank calls this; rank 0 alone
+    checks, locks and writes the run folder, and tells the others what it found."""
     out = Path(out_dir)
+    rt = Runtime.start(device if device is not None else cfg["train"].get("device"))
+    try:
+        with contextlib.ExitStack() as stack:
+            problem = None
+            if rt.is_main:
+                try:
+                    _check_run_folder(out, resume, overwrite)
+                    stack.enter_context(run_folder_lock(out))
+                except PsplavaError as exc:
+                    problem = str(exc)
+            problem = rt.broadcast(problem)
+            if problem is not None:
+                raise ConfigError(problem)
+            return _train(cfg, out, resume, progress, log if rt.is_main else _quiet, rt)
+    finally:
+        rt.close()
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
     if not resume and not overwrite and any((out / f).exists() for f in RUN_FILES):
         raise ConfigError(f"{out}: holds a run already; --resume continues it, --overwrite "
                           "starts it again")
-    with run_folder_lock(out):
-        return _train(cfg, out, resume, progress, log)
 
 
-def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
-           ) -> dict[str, Any]:
-    for stale in out.glob(".*.tmp"):  # temp files of a killed run (atomic_path)
-        stale.unlink(missing_ok=True)
+def _set_rank_threads(t: dict[str, Any], rt: Runtime) -> None:
+    """``train.threads`` per process (default: this node's cores shared by its ranks)."""
+    n = t.get("threads")
+    if n is None and rt.distributed and rt.device.type == "cpu":
+        n = max(1, (os.cpu_count() or 1) // max(rt.local_world_size, 1))
+    set_threads(n)
+
+
+def _wrap(model: SNN, rt: Runtime, checkpoint_blocks: bool) -> torch.nn.Module:
+    """The module that runs the forward pass: the model itself, or its DDP wrapper."""
+    model.checkpoint_blocks = bool(checkpoint_blocks)
+    if not rt.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[rt.device.index]
+                                   if rt.device.type == "cuda" else None)
+
+
+def _resume_state(out: Path, cfg: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """Rank 0 reads ``last.pt`` and checks it; every rank gets its state."""
+    state = problem = None
+    if rt.is_main:
+        last = out / "last.pt"
+        try:
+            ckpt = load_checkpoint(last)
+            from psplava.train.config import DEFAULTS, deep_merge
+
+            stored = deep_merge(DEFAULTS, ckpt["config"])  # keys added to DEFAULTS since
+            for section in ("model", "data"):
+                if stored[section] != cfg[section]:
+                    raise ConfigError(f"{last}: cannot resume: the {section} section of the "
+                                      "config differs from the checkpoint's (train settings "
+                                      "such as epochs or time_limit_min may change)")
+            state = {k: ckpt.get(k) for k in ("model", "optimizer", "epoch", "best",
+                                              "metrics")}
+        except PsplavaError as exc:
+            problem = str(exc)
+    problem, state = rt.broadcast((problem, state))
+    if problem is not None:
+        raise ConfigError(problem)
+    return state
+
+
+def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
+           rt: Runtime) -> dict[str, Any]:
+    if rt.is_main:
+        for stale in out.glob(".*.tmp"):  # temp files of a killed run (atomic_path)
+            stale.unlink(missing_ok=True)
     t = cfg["train"]
-    set_threads(t.get("threads"))
+    _set_rank_threads(t, rt)
     seed = int(t["seed"])
     torch.manual_seed(seed)
     full = build_datasets(cfg, "train")
     tr_idx, va_idx = train_val_split(len(full), int(cfg["data"]["val_count"]), seed)
-    model = SNN(model_spec(cfg))
-    optimizer = make_optimizer(model, cfg)
+    model = SNN(model_spec(cfg)).to(rt.device)
+    where = describe(rt.device) + (f", {rt.world_size} processes ({rt.backend})"
+                                   if rt.distributed else "")
+    log(f"training on {where}")
     start_epoch, best = 0, {"accuracy": -1.0}
     metrics_path = out / "metrics.jsonl"
-    if resume and not (out / "last.pt").is_file():
+    has_last = rt.broadcast((out / "last.pt").is_file() if rt.is_main else None)
+    if resume and not has_last:
         # killed before its first epoch was committed: nothing to continue
         log(f"{out}: no last.pt (the run never completed an epoch): starting it from the "
             "beginning")
         resume = False
-    if resume:
-        last = out / "last.pt"
-        ckpt = load_checkpoint(last)
-        from psplava.train.config import DEFAULTS, deep_merge
-
-        stored = deep_merge(DEFAULTS, ckpt["config"])  # keys added to DEFAULTS since
-        for section in ("model", "data"):
-            if stored[section] != cfg[section]:
-                raise ConfigError(f"{last}: cannot resume: the {section} section of the config "
-                                  "differs from the checkpoint's (train settings such as "
-                                  "epochs or time_limit_min may change)")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = int(ckpt["epoch"]) + 1
-        best = dict(ckpt.get("best") or best)
-        _repair_metrics(metrics_path, start_epoch, ckpt.get("metrics"))
+    state = _resume_state(out, cfg, rt) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        start_epoch = int(state["epoch"]) + 1
+        best = dict(state.get("best") or best)
+        if rt.is_main:
+            _repair_metrics(metrics_path, start_epoch, state.get("metrics"))
     else:
-        metrics_path.unlink(missing_ok=True)
-        (out / "start.json").unlink(missing_ok=True)
-        if t.get("init_from"):
-            def calibration() -> torch.Tensor:
-                return next(iter(batches(full, tr_idx[:CALIBRATION_SAMPLES],
-                                         CALIBRATION_SAMPLES)))[0]
-
-            conversion = init_from_checkpoint(model, t["init_from"], calibration)
-            log(f"initialised from {t['init_from']} (neuron {model.spec.neuron}, arithmetic "
-                f"{model.spec.arithmetic}, norm {model.spec.norm})"
-                + (" by SRM -> CUBA conversion" if conversion else ""))
-            if conversion and not conversion["decays_match"]:
-                log(f"note: model.cuba current/voltage decays {conversion['current_decay']}/"
-                    f"{conversion['voltage_decay']} differ from "
-                    f"{conversion['matching_decay']:.4f}, the decay that matches the SRM "
-                    f"PSP (tau_s {conversion['tau_s']}): the start is not equivalent")
-            # the fine-tune's starting point, measured on the held-out recordings
-            va0 = run_epoch(model, full, va_idx, cfg, progress="start" if progress else None)
-            start = {"init_from": str(t["init_from"]), "val_accuracy": va0["accuracy"],
-                     "val_samples": va0["samples"], "val_firing_rates": va0["firing_rates"],
-                     "conversion": conversion}
-            with atomic_path(out / "start.json") as tmp:
-                tmp.write_text(json.dumps(start, indent=1) + "\n")
-            log(f"start: val acc {va0['accuracy']:.3f} on {va0['samples']} held-out "
-                f"recordings (start.json)")
-    with atomic_path(out / "config.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        if rt.is_main:
+            metrics_path.unlink(missing_ok=True)
+            (out / "start.json").unlink(missing_ok=True)
+        if t.get("init_from"):  # every rank reads the same file: the same start
+            _init_fine_tune(model, cfg, full, tr_idx, va_idx, out, progress, log, rt)
+    net = _wrap(model, rt, bool(t.get("checkpoint_blocks")))
+    optimizer = make_optimizer(model, cfg)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if rt.is_main:
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
     per_epoch = t.get("samples_per_epoch")
     limit_s = float(t["time_limit_min"]) * 60 if t.get("time_limit_min") else None
-    board = _tensorboard(out)
+    board = _tensorboard(out) if rt.is_main else None
     t_start = time.time()
     for epoch in range(start_epoch, int(t["epochs"])):
         rng = np.random.default_rng([seed, epoch])
@@ -380,8 +429,10 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
             order = order[:int(per_epoch)]
         t0 = time.time()
         tr = run_epoch(model, full, order, cfg, optimizer, rng,
-                       progress=f"epoch {epoch + 1}/{int(t['epochs'])}" if progress else None)
-        va = run_epoch(model, full, va_idx, cfg, progress="valid" if progress else None)
+                       progress=f"epoch {epoch + 1}/{int(t['epochs'])}" if progress else None,
+                       rt=rt, net=net)
+        va = run_epoch(model, full, va_idx, cfg, progress="valid" if progress else None,
+                       rt=rt, net=net)
         row = {"epoch": epoch + 1, "train_loss": round(tr["loss"], 6),
                "train_accuracy": round(tr["accuracy"], 6), "val_loss": round(va["loss"], 6),
                "val_accuracy": round(va["accuracy"], 6), "val_samples": va["samples"],
@@ -392,23 +443,8 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
         if is_best:
             best = {"accuracy": va["accuracy"], "epoch": epoch + 1,
                     "firing_rates": va["firing_rates"]}
-        extra = {"epoch": epoch, "optimizer": optimizer.state_dict(), "best": best,
-                 "metrics": row}
-        # order matters for a kill at any moment: best.pt before the last.pt that records
-        # it; last.pt commits the epoch; its metrics row follows (a resume repairs the log
-        # from last.pt, so no epoch is ever missing or twice)
-        if is_best:
-            save_checkpoint(out / "best.pt", model, cfg, **extra)
-        save_checkpoint(out / "last.pt", model, cfg, **extra)
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        _write_metrics_csv(metrics_path)
-        if board is not None:
-            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-                board.add_scalar(key.replace("_", "/", 1), row[key], epoch + 1)
-            board.add_scalar("val/mean_firing_rate", float(np.mean(va["firing_rates"])),
-                             epoch + 1)
-            board.flush()
+        if rt.is_main:
+            _commit_epoch(out, model, cfg, optimizer, epoch, best, row, is_best, board)
         done = epoch + 1 - start_epoch
         left = int(t["epochs"]) - epoch - 1
         eta = (time.time() - t_start) / done * left
@@ -418,20 +454,90 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log
             f"acc {tr['accuracy']:.3f} | val acc {va['accuracy']:.3f} | rate "
             f"{np.mean(va['firing_rates']):.4f} | {row['epoch_seconds']:.0f} s"
             + (f" | run ETA {eta / 60:.1f} min" if left else ""))
-        if limit_s is not None and time.time() - t_start > limit_s:
+        # rank 0's clock decides, so every rank stops after the same epoch
+        if rt.broadcast(limit_s is not None and time.time() - t_start > limit_s):
             log(f"time limit of {t['time_limit_min']} min reached after epoch {epoch + 1}")
             break
-    return best
+    rt.barrier()  # the last epoch is committed before any rank returns
+    return {**best, "device": describe(rt.device), "world_size": rt.world_size}
+
+
+def _commit_epoch(out: Path, model: SNN, cfg: dict[str, Any], optimizer, epoch: int,
+                  best: dict[str, Any], row: dict[str, Any], is_best: bool, board) -> None:
+    """Write an epoch into the run folder (rank 0).  The order matters for a kill at any
+    moment: best.pt before the last.pt that records it; last.pt commits the epoch; its
+    metrics row follows (a resume repairs the log from last.pt, so no epoch is ever
+    missing or twice)."""
+    extra = {"epoch": epoch, "optimizer": _to_cpu(optimizer.state_dict()), "best": best,
+             "metrics": row}
+    if is_best:
+        save_checkpoint(out / "best.pt", model, cfg, **extra)
+    save_checkpoint(out / "last.pt", model, cfg, **extra)
+    metrics_path = out / "metrics.jsonl"
+    with open(metrics_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    _write_metrics_csv(metrics_path)
+    if board is not None:
+        for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            board.add_scalar(key.replace("_", "/", 1), row[key], epoch + 1)
+        board.add_scalar("val/mean_firing_rate", float(np.mean(row["val_firing_rates"])),
+                         epoch + 1)
+        board.flush()
+
+
+def _init_fine_tune(model: SNN, cfg: dict[str, Any], full, tr_idx, va_idx, out: Path,
+                    progress: bool, log, rt: Runtime) -> None:
+    """A fine-tune's start: load ``train.init_from`` (every rank reads it), measure it on
+    the held-out recordings, and record that in ``start.json`` (rank 0)."""
+    t = cfg["train"]
+
+    def calibration() -> torch.Tensor:
+        return next(iter(batches(full, tr_idx[:CALIBRATION_SAMPLES],
+                                 CALIBRATION_SAMPLES)))[0]
+
+    # on the CPU: an SRM -> CUBA conversion runs the source model on its calibration batch
+    conversion = init_from_checkpoint(model.cpu(), t["init_from"], calibration)
+    model.to(rt.device)
+    log(f"initialised from {t['init_from']} (neuron {model.spec.neuron}, arithmetic "
+        f"{model.spec.arithmetic}, norm {model.spec.norm})"
+        + (" by SRM -> CUBA conversion" if conversion else ""))
+    if conversion and not conversion["decays_match"]:
+        log(f"note: model.cuba current/voltage decays {conversion['current_decay']}/"
+            f"{conversion['voltage_decay']} differ from "
+            f"{conversion['matching_decay']:.4f}, the decay that matches the SRM "
+            f"PSP (tau_s {conversion['tau_s']}): the start is not equivalent")
+    va0 = run_epoch(model, full, va_idx, cfg, progress="start" if progress else None, rt=rt)
+    start = {"init_from": str(t["init_from"]), "val_accuracy": va0["accuracy"],
+             "val_samples": va0["samples"], "val_firing_rates": va0["firing_rates"],
+             "conversion": conversion}
+    if rt.is_main:
+        with atomic_path(out / "start.json") as tmp:
+            tmp.write_text(json.dumps(start, indent=1) + "\n")
+    log(f"start: val acc {va0['accuracy']:.3f} on {va0['samples']} held-out "
+        f"recordings (start.json)")
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A copy of nested dicts / lists of tensors with every tensor on the CPU (run folders
+    load anywhere, whatever device wrote them)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None = None,
              split: str = "test", limit: int | None = None, progress: bool = False,
-             norm_override: str | None = None, arithmetic: str | None = None
-             ) -> dict[str, Any]:
+             norm_override: str | None = None, arithmetic: str | None = None,
+             device: str | None = None) -> dict[str, Any]:
     """Accuracy, per-layer firing rates and spikes per sample of a checkpoint.
 
     ``norm_override`` evaluates the same weights with another parameter-free PSP norm
     (e.g. ``causal_psp_ln`` for a model trained with whole-window ``psp_ln``).
+    ``device``: ``auto | cpu | cuda | cuda:N`` (default: ``auto``).
     """
     ckpt = load_checkpoint(ckpt_path)
     if norm_override is not None:
@@ -439,20 +545,21 @@ def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None
     if arithmetic is not None:
         ckpt = {**ckpt, "model_spec": {**ckpt["model_spec"], "arithmetic": arithmetic}}
     cfg = ckpt["config"]
+    rt = Runtime(resolve_device(device))
     set_threads(cfg["train"].get("threads"))
     d = cfg["data"]
     ds = dataset_from_config(cfg, split, dataset, root, limit)
     idx = np.arange(len(ds))
-    model = model_from_checkpoint(ckpt)
+    model = model_from_checkpoint(ckpt).to(rt.device)
     sample_shape = tuple(ds[0][0].shape[1:]) if len(ds) else model.input_shape
     if sample_shape != model.input_shape:
         raise ConfigError(f"{ckpt_path}: the model expects input (H, W, C) = "
                           f"{model.input_shape}, the dataset gives {sample_shape}")
     with torch.no_grad():
-        res = run_epoch(model, ds, idx, cfg, progress="evaluate" if progress else None)
+        res = run_epoch(model, ds, idx, cfg, progress="evaluate" if progress else None, rt=rt)
     return {"accuracy": res["accuracy"], "samples": res["samples"],
             "firing_rates": res["firing_rates"],
             "spikes_per_sample": round(res["spikes_per_sample"], 2),
             "loss": res["loss"], "checkpoint": str(ckpt_path),
             "dataset": dataset or d["dataset"], "split": split,
-            "arithmetic": model.spec.arithmetic}
+            "arithmetic": model.spec.arithmetic, "device": describe(rt.device)}
