@@ -62,3 +62,7 @@ run "GPU kernel drops a decay of the ALPHA refractory" train/kernels_triton.py \
   '                y = d * (y + x + s)' '                y = y + x + s' tests/test_kernels_gpu.py
 run "GPU PSP kernel drops a decay step" train/kernels_triton.py \
   '            xn = q * (x + sp)' '            xn = x + sp' tests/test_kernels_gpu.py
+# activation checkpointing (issue 18): guarded by tests/test_distributed.py
+run "checkpointed recompute tracks PSP-BN statistics again" train/norm.py \
+  '        if _FROZEN.get():
+            return' '        pass' tests/test_distributed.py

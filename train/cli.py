@@ -45,6 +45,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.nproc < 1:
             raise ConfigError(f"--nproc {args.nproc}: must be at least 1")
         if args.nproc > 1 and not runtime.launched_by_torchrun():
+            if int(cfg["train"]["batch_size"]) % args.nproc:
+                raise ConfigError(f"train.batch_size {cfg['train']['batch_size']} is the "
+                                  f"global batch: it must divide by --nproc {args.nproc}")
             return _torchrun(args.nproc, _strip_nproc(list(args.argv)))
     if args.device is not None:
         runtime.resolve_device(args.device)  # checked before any work
