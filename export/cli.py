@@ -11,6 +11,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from psplava.train.norm import NormKind
     from psplava.train.trainer import load_checkpoint
 
+    from psplava.device import resolve_device
+
+    if args.device is not None:
+        resolve_device(args.device)  # a bad device is refused before any work
     norm = NormKind(load_checkpoint(args.checkpoint)["model_spec"].get("norm", "psp_ln"))
     if args.causal_eval and norm is NormKind.PSP_LN:
         return _causal_eval(args)
@@ -26,12 +30,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}")
     res = {"output": str(args.output), "layers": report}
     if args.eval_samples > 0:
-        res["accuracy"] = _held_out_accuracy(args.checkpoint, args.eval_samples)
+        res["accuracy"] = _held_out_accuracy(args.checkpoint, args.eval_samples, args.device)
     print(json.dumps(res))
     return 0
 
 
-def _held_out_accuracy(ckpt: str, samples: int) -> dict | None:
+def _held_out_accuracy(ckpt: str, samples: int, device: str | None = None) -> dict | None:
     """Accuracy of the float model and of the exported (loihi) arithmetic on the first
     ``samples`` held-out recordings of the checkpoint's config, when its data is at hand."""
     import sys
@@ -43,20 +47,24 @@ def _held_out_accuracy(ckpt: str, samples: int) -> dict | None:
     split = "val" if int(cfg.get("data", {}).get("val_count") or 0) > 0 else "test"
     try:
         bar = sys.stderr.isatty()  # tqdm bars with ETA on a terminal, silent in logs
-        flt = evaluate(ckpt, split=split, limit=samples, arithmetic="float", progress=bar)
-        exp = evaluate(ckpt, split=split, limit=samples, arithmetic="loihi", progress=bar)
+        flt = evaluate(ckpt, split=split, limit=samples, arithmetic="float", progress=bar,
+                       device=device)
+        exp = evaluate(ckpt, split=split, limit=samples, arithmetic="loihi", progress=bar,
+                       device=device)
     except PsplavaError as exc:
         print(f"(no accuracy check: the config's data is not at hand: {exc})", file=sys.stderr)
         return None
     diff = exp["accuracy"] - flt["accuracy"]
     print(f"accuracy on {exp['samples']} held-out ({split}) samples: float model "
-          f"{flt['accuracy']:.4f}, exported arithmetic {exp['accuracy']:.4f} ({diff:+.4f})")
+          f"{flt['accuracy']:.4f}, exported arithmetic {exp['accuracy']:.4f} ({diff:+.4f}) "
+          f"on {exp['device']}")
     if abs(diff) > 0.02:
         print(f"WARNING: the exported network's accuracy differs from the float model's by "
               f"{abs(diff) * 100:.1f} points; fine-tune in the chip's arithmetic: psplava train "
               f"--init-from {ckpt} --set model.arithmetic=loihi ...", file=sys.stderr)
     return {"split": split, "samples": exp["samples"], "float": flt["accuracy"],
-            "exported": exp["accuracy"], "difference": diff, "warning": abs(diff) > 0.02}
+            "exported": exp["accuracy"], "difference": diff, "warning": abs(diff) > 0.02,
+            "device": exp["device"]}
 
 
 def _export_nir(args: argparse.Namespace) -> int:
@@ -146,6 +154,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-samples", type=int, default=50,
                    help="held-out samples on which to compare the float model's accuracy with "
                         "the exported arithmetic's (0: skip); warns above 2 points")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="where the accuracy check runs: auto | cpu | cuda | cuda:N "
+                        "(default: auto)")
     p.add_argument("--causal-eval", action="store_true",
                    help="for whole-window PSP-LN: evaluate the weights with causal statistics")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)

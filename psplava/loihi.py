@@ -172,11 +172,16 @@ def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int,
                   x_range: tuple[float, float] | None = None) -> torch.Tensor:
     """``fn(x, w)`` (a conv or a matmul of integers) computed exactly, as int64.
 
-    float32 kernels are exact while every partial sum stays below 2**24: used directly when
-    ``fan_in max|x| max|w| < 2**24`` (spikes), on the two 8-bit halves of ``x`` when only
-    that fits (PSPs below 2**16), else in float64 (exact below 2**53).  ``x_range``: x's
+    On the CPU, float32 kernels are exact while every partial sum stays below 2**24: used
+    directly when ``fan_in max|x| max|w| < 2**24`` (spikes), on the two 8-bit halves of
+    ``x`` when only that fits (PSPs below 2**16), else float64 (exact below 2**53); on a
+    GPU always float64.  ``x_range``: x's
     (min, max) when the caller has it (one scan of x, not several).
     """
+    if x.device.type != "cpu":
+        # GPUs: float32 convs may run in TF32 or by Winograd / FFT algorithms, whose
+        # rounding is not that of exact integer sums; float64 is exact below 2**53
+        return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(torch.int64)
     lo, hi = _min_max(x) if x_range is None else x_range
     xmax = max(-lo, hi)
     wmax = _abs_max(w)
@@ -232,9 +237,25 @@ def psp_message(y: torch.Tensor) -> torch.Tensor:
     return (y + (1 << (PSP_MSG_SHIFT - 1))) >> PSP_MSG_SHIFT
 
 
+#: the per-step loops of :func:`psp` and :func:`srm_run` on CPU tensors run as numba
+#: kernels (:mod:`psplava.loihi_kernels`, the same integers in one pass); False: the torch
+#: loops everywhere (the form every device runs; the tests compare the two)
+CPU_KERNELS = True
+
+
+def _cpu_fast(t: torch.Tensor) -> bool:
+    return CPU_KERNELS and t.device.type == "cpu"
+
+
 def psp(s: torch.Tensor, dq: int) -> torch.Tensor:
     """The PSP messages (int64, shape of ``s``) of spikes ``s`` (T, ...), as the receiving
     synapse sees them: the value at t depends on spikes before t (0 at t = 0)."""
+    if _cpu_fast(s):
+        from psplava import loihi_kernels  # numba: compiled at first use
+
+        flat = s.detach().reshape(s.shape[0], -1).numpy()
+        return torch.from_numpy(loihi_kernels.psp(flat, dq, PSP_STATE_BITS, PSP_MSG_SHIFT)
+                                ).view(s.shape)
     x = torch.zeros(s.shape[1:], dtype=torch.int64, device=s.device)
     y = torch.zeros_like(x)
     out = torch.empty(s.shape, dtype=torch.int64, device=s.device)
@@ -303,6 +324,16 @@ def srm_run(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None = None
     """Spikes (bool) and the refractory state each step used (int64), shape of ``z``
     (T, N, ...), of SRM neurons driven by integer membrane input ``z`` (bias included);
     ``gain`` (T, N): the dynamic threshold's ``sqrt(m2 + lambda)``."""
+    if _cpu_fast(z) and z.dim() >= 2:
+        from psplava import loihi_kernels
+
+        T, N = z.shape[:2]
+        zf = z.detach().reshape(T, N, -1)
+        zf = zf if zf.dtype in (torch.float64, torch.int64) else zf.to(torch.float64)
+        g = None if gain is None else gain.detach().reshape(T, N).to(torch.float64).numpy()
+        s, r = loihi_kernels.srm_run(zf.numpy(), g, hw.theta_int, hw.ref_gain, hw.ref_decay,
+                                     Refractory(hw.refractory) is Refractory.ALPHA)
+        return torch.from_numpy(s).view(z.shape), torch.from_numpy(r).view(z.shape)
     state = SRMState(z.shape[1:], hw, z.device)
     s = torch.empty(z.shape, dtype=torch.bool, device=z.device)
     r = torch.empty(z.shape, dtype=torch.int64, device=z.device)

@@ -23,35 +23,37 @@ import numpy as np
 import torch
 
 from psplava import loihi
+from psplava.device import describe, resolve_device
 from psplava.errors import PsplavaError
 
 
 class CheckpointReference:
     """A checkpoint's model in loihi arithmetic (what its file computes) and in float."""
 
-    def __init__(self, ckpt_path: str) -> None:
+    def __init__(self, ckpt_path: str, device: torch.device | str = "cpu") -> None:
         from psplava.train.trainer import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)
         spec = dict(ckpt["model_spec"])
-        self.model = model_from_checkpoint({**ckpt, "model_spec": {**spec,
-                                                                    "arithmetic": "loihi"}})
-        self.float_model = model_from_checkpoint({**ckpt, "model_spec": {**spec,
-                                                                          "arithmetic": "float"}})
+        self.device = torch.device(device)
+        self.model = model_from_checkpoint({**ckpt, "model_spec": {
+            **spec, "arithmetic": "loihi"}}).to(self.device)
+        self.float_model = model_from_checkpoint({**ckpt, "model_spec": {
+            **spec, "arithmetic": "float"}}).to(self.device)
         self.neuron = self.model.spec.neuron
 
     def loihi_exact(self, x: np.ndarray) -> list[np.ndarray]:
         """Per-layer spikes (T, N, ...) of the loihi-arithmetic forward for input x
         (T, N, H, W, C), already padded with the network's latency."""
         lag = self.model.latency
-        xt = torch.from_numpy(x[:x.shape[0] - lag] if lag else x).float()
+        xt = torch.from_numpy(x[:x.shape[0] - lag] if lag else x).float().to(self.device)
         with torch.no_grad():
-            return [s.numpy().astype(bool) for s in self.model.layer_spikes(xt)]
+            return [s.cpu().numpy().astype(bool) for s in self.model.layer_spikes(xt)]
 
     def float_spikes(self, x: np.ndarray) -> list[np.ndarray]:
+        xt = torch.from_numpy(x).float().to(self.device)
         with torch.no_grad():
-            return [s.numpy().astype(bool)
-                    for s in self.float_model.layer_spikes(torch.from_numpy(x).float())]
+            return [s.cpu().numpy().astype(bool) for s in self.float_model.layer_spikes(xt)]
 
     def delay(self, i: int) -> int:
         """Steps by which layer i of a file lags the float model."""
@@ -68,13 +70,14 @@ def count_mismatches(engine: list[np.ndarray], ref: list[np.ndarray], delays: li
     return out
 
 
-def _engine_batch(net, x: np.ndarray, lava_net=None, progress=None) -> list[np.ndarray]:
-    """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C): the reference engine, or
-    the Lava network ``lava_net`` (built once per run) when given."""
+def _engine_batch(net, x: np.ndarray, lava_net=None, progress=None,
+                  device: torch.device | str = "cpu") -> list[np.ndarray]:
+    """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C): the reference engine (on
+    ``device``), or the Lava network ``lava_net`` (built once per run) when given."""
     from psplava.sim.fixed import internal_to_lava, run_fixed
 
     if lava_net is None:
-        out = run_fixed(net, x)
+        out = run_fixed(net, x, device)
         if progress is not None:
             progress.update(x.shape[1])
         return out
@@ -117,9 +120,12 @@ def file_dataset(net, dataset: str | None, root: str | None, split: str,
 def simulate_dataset(model: str, dataset: str | None, root: str | None, split: str,
                      limit: int | None = None, engine: str = "reference",
                      compare: str | None = None, steps: int | None = None,
-                     dt: float | None = None, progress: bool = False) -> dict[str, Any]:
+                     dt: float | None = None, progress: bool = False,
+                     device: str | None = None) -> dict[str, Any]:
     """Accuracy of a ``.net`` file on a dataset; with ``compare`` (a checkpoint) also the
     per-layer spike mismatches against its loihi-arithmetic forward and its float model.
+    ``device`` (``auto | cpu | cuda | cuda:N``): where the reference engine and the
+    checkpoint's forward passes run (Lava runs on the CPU).
 
     Each sample runs ``T + latency`` steps (the input padded with empty steps), as the
     loihi-arithmetic model does, so both count the same output spikes.  The Lava engine
@@ -134,7 +140,8 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     ds, d = file_dataset(net, dataset, root, split, limit, steps, dt)
     n = len(ds)
     lag = file_latency(net)
-    ref = CheckpointReference(compare) if compare else None
+    dev = resolve_device(device) if engine == "reference" else torch.device("cpu")
+    ref = CheckpointReference(compare, dev) if compare else None
     correct = 0
     exact_mm = float_mm = spikes = None
     t0 = time.time()
@@ -153,7 +160,7 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
             xs = np.stack([ds[i][0] for i in idx], axis=1)  # (T, B, H, W, C)
             ys = np.array([ds[i][1] for i in idx])
             xp = np.concatenate([xs, np.zeros((lag, *xs.shape[1:]), xs.dtype)], axis=0)
-            outs = _engine_batch(net, xp, lava_net, bar)
+            outs = _engine_batch(net, xp, lava_net, bar, dev)
             counts = outs[-1].reshape(outs[-1].shape[0], len(ys), -1).sum(axis=0)
             correct += int((counts.argmax(axis=1) == ys).sum())
             layer_spikes = [int(o.sum()) for o in outs]
@@ -170,6 +177,7 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
         if lava_net is not None:
             lava_net.close()
     res = {"accuracy": correct / max(n, 1), "samples": n, "engine": engine,
+           "device": describe(dev),
            "spikes_per_layer": spikes, "seconds": round(time.time() - t0, 2),
            "layers_recorded": "all" if lava_net is None or ref else "last"}
     if ref is not None:

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from psplava.device import describe, resolve_device
 from psplava.errors import PsplavaError, atomic_path
 
 
@@ -56,8 +57,8 @@ def _pad(x: np.ndarray, steps: int) -> np.ndarray:
     return np.concatenate([x, pad], axis=-1)
 
 
-def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input"
-             ) -> np.ndarray:
+def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input",
+             device: str | None = None) -> np.ndarray:
     """The output layer's output, Lava order ((x, y, f, T) or (F, T)), for one input x
     (:func:`psplava.netfile.input_shape` + (T,))."""
     from psplava.netfile import input_shape, read_netfile
@@ -75,10 +76,15 @@ def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input"
             return lava.run(x[None])[-1][0]
     from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 
-    return internal_to_lava(run_fixed(net, lava_to_internal(x))[-1])[0]
+    return internal_to_lava(run_fixed(net, lava_to_internal(x), resolve_device(device))[-1])[0]
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    if args.device is not None:
+        if args.engine != "reference":
+            raise PsplavaError("--device applies to --engine reference (Lava simulates on "
+                               "the CPU)")
+        resolve_device(args.device)
     if args.input:
         if args.output is None:
             raise PsplavaError("--input needs --output")
@@ -89,12 +95,14 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                                f"exceeds {MAX_INPUT_ELEMENTS:,} elements")
         x = _pad(x, steps)
         t0 = time.time()
-        out = _run_one(args.model, x, args.engine, args.input)
+        out = _run_one(args.model, x, args.engine, args.input, args.device)
         with atomic_path(args.output) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, out.astype(np.uint8) if out.dtype == bool else out)
         res = {"output": str(args.output), "shape": list(out.shape), "spikes": int(out.sum()),
-               "engine": args.engine, "seconds": round(time.time() - t0, 3)}
+               "engine": args.engine, "seconds": round(time.time() - t0, 3),
+               "device": describe(resolve_device(args.device)) if args.engine == "reference"
+               else "cpu"}
         print(json.dumps(res))
         return 0
     # dataset mode: --dataset/--root default to the run config the file carries
@@ -106,7 +114,7 @@ def _sim_dataset(args: argparse.Namespace) -> int:
 
     res = simulate_dataset(args.model, args.dataset, args.root, args.split, args.limit,
                            args.engine, args.compare, args.steps, args.dt,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, device=args.device)
     print(f"{args.engine}: accuracy {res['accuracy']:.4f} on {res['samples']} samples")
     if "mismatches" in res:
         mm = res["mismatches"]
@@ -154,4 +162,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", metavar="CKPT", default=None,
                    help="count spike mismatches per layer against this checkpoint")
     p.add_argument("--json", action="store_true", help="(the last line is always JSON)")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="reference engine: auto | cpu | cuda | cuda:N (default: auto)")
     p.set_defaults(func=_cmd_sim)

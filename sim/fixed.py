@@ -69,16 +69,17 @@ def cuba_hardware(neuron: dict) -> loihi.CubaHardware:
                               v_th_mant=int(neuron["vThMant"]))
 
 
-def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False):
+def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False,
+                 device: torch.device | str = "cpu"):
     """The neuron state of a stock netx layer (CUBA/LOIHI or SDNN) for ``shape``."""
     n = layer.neuron
     bias = None if layer.bias is None or is_input else \
-        torch.from_numpy(np.asarray(layer.bias, np.int64))
+        torch.from_numpy(np.asarray(layer.bias, np.int64)).to(device)
     if n["type"] == "SDNN":
         kind = "delta" if is_input else "sigma" if "sigma_output" in n else "sigma_delta"
         return loihi.SDNNState(shape, loihi.SDNNHardware(int(n["vThMant"]), kind),
-                               None if kind == "sigma" else bias)
-    return loihi.CubaState(shape, cuba_hardware(n), bias,
+                               None if kind == "sigma" else bias, device=device)
+    return loihi.CubaState(shape, cuba_hardware(n), bias, device=device,
                            max_abs_input=None if is_input else _max_input(layer))
 
 
@@ -90,7 +91,7 @@ def _synapse(layer: NetLayer, msg: torch.Tensor, weight: np.ndarray | None = Non
     w = np.asarray(layer.weight if weight is None else weight, np.int64)
     if layer.type == "conv":
         return _conv(msg, w, layer.stride, layer.padding)
-    w = torch.from_numpy(w)
+    w = torch.from_numpy(w).to(msg.device)
     if msg.dim() == 5:  # flatten in netx's (C, H, W) order
         msg = msg.permute(0, 1, 4, 2, 3)
     z = loihi.synapse(msg.reshape(T * N, -1), w, "dense")
@@ -103,10 +104,13 @@ def internal_input_shape(net: NetFile) -> tuple[int, ...]:
     return (shape[1], shape[0], shape[2]) if len(shape) == 3 else shape
 
 
-def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
+def run_fixed(net: NetFile, x: np.ndarray, device: torch.device | str = "cpu"
+              ) -> list[np.ndarray]:
     """Output of every neuron layer, each (T, N, ...) bool, for input x (T, N, H, W, C) or
     (T, N, F) (:func:`psplava.netfile.input_shape`; graded integers for a file whose
-    ``input`` layer has a neuron, which receives them as its ``a_in``)."""
+    ``input`` layer has a neuron, which receives them as its ``a_in``).  ``device``: where
+    the integer arithmetic runs (the same integers on any device: int64 state, exact
+    synapses; see :func:`psplava.loihi.synapse`)."""
     layers = [layer for layer in net.layers if layer.type in ("conv", "dense")]
     if not layers:
         raise NetFileError(f"{net.path}: no conv or dense layers to run")
@@ -126,8 +130,8 @@ def run_fixed(net: NetFile, x: np.ndarray) -> list[np.ndarray]:
         raise NetFileError(f"{net.path}: the reference engine runs all-SRM networks or "
                            f"stock netx ones (CUBA, LOIHI, SDNN), found {sorted(types)}")
     if types != {"SRM"}:
-        return _run_stock(layers, torch.from_numpy(np.array(x)), in_neuron)
-    return _run_srm(layers, torch.from_numpy(np.asarray(x) != 0))
+        return _run_stock(layers, torch.from_numpy(np.array(x)).to(device), in_neuron)
+    return _run_srm(layers, torch.from_numpy(np.asarray(x) != 0).to(device))
 
 
 def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
@@ -159,7 +163,8 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
         if layer.index in last_use:
             zs[layer.index] = z
         if layer.bias is not None:
-            z = z + torch.from_numpy(np.asarray(layer.bias, np.int64)) * loihi.PSP_UNIT
+            z = z + torch.from_numpy(np.asarray(layer.bias, np.int64)).to(z.device) \
+                * loihi.PSP_UNIT
         gain = None
         if layer.dynamic_threshold is not None:
             m2 = loihi.causal_m2(y, float(layer.neuron["tauS"]))
@@ -171,7 +176,7 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
             for k in [k for k in store if k != layer.index and last_use.get(k, -1) <= layer.index]:
                 store.pop(k)
         prev = layer.index
-        outs.append(s.numpy())
+        outs.append(s.cpu().numpy())
     return outs
 
 
@@ -179,7 +184,7 @@ def _conv(msg: torch.Tensor, weight: np.ndarray, stride, padding) -> torch.Tenso
     """Lava's conv (24-bit wrap) of integer messages (T, N, H, W, C)."""
     T, N = msg.shape[:2]
     x = msg.reshape(T * N, *msg.shape[2:]).permute(0, 3, 1, 2)
-    z = loihi.synapse(x, torch.from_numpy(np.asarray(weight, np.int64)), "conv",
+    z = loihi.synapse(x, torch.from_numpy(np.asarray(weight, np.int64)).to(x.device), "conv",
                       tuple(map(int, stride)), tuple(map(int, padding)))
     z = z.permute(0, 2, 3, 1)
     return z.reshape(T, N, *z.shape[1:])
@@ -207,21 +212,22 @@ def _run_stock(layers: list[NetLayer], x: torch.Tensor,
     states, pending, outs = [], [], []
     first = None
     if in_neuron is not None:
-        first = _stock_state(in_neuron, (N, *x.shape[2:]), is_input=True)
+        first = _stock_state(in_neuron, (N, *x.shape[2:]), is_input=True, device=x.device)
     else:
         x = x != 0
     all_layers = ([in_neuron] if first is not None else []) + layers
     for layer in all_layers:
         shape = tuple(x.shape[2:]) if layer is in_neuron else _out_shape(layer)
         graded = layer.neuron["type"] == "SDNN"
-        outs.append(torch.empty((T, N, *shape), dtype=torch.int64 if graded else torch.bool))
+        outs.append(torch.empty((T, N, *shape), dtype=torch.int64 if graded else torch.bool,
+                                device=x.device))
     groups = []
     for layer in layers:
         shape = _out_shape(layer)
-        states.append(_stock_state(layer, (N, *shape)))
+        states.append(_stock_state(layer, (N, *shape), device=x.device))
         groups.append(_delay_groups(layer))
         # deliveries for steps t, t+1, ..., t+max_delay (Lava's synapse buffer: +1 step)
-        pending.append([torch.zeros((N, *shape), dtype=torch.float64)
+        pending.append([torch.zeros((N, *shape), dtype=torch.float64, device=x.device)
                         for _ in range(max(groups[-1]) + 1 if groups[-1] else 1)])
     k = 0 if first is None else 1
     for t in range(T):
@@ -240,7 +246,7 @@ def _run_stock(layers: list[NetLayer], x: torch.Tensor,
                     queue[d] += _synapse(layer, msg, w)[0].to(torch.float64)
             msg = states[i].step(a_in)[None]
             outs[k + i][t] = msg[0]
-    return [o.numpy() for o in outs]
+    return [o.cpu().numpy() for o in outs]
 
 
 def _delay_groups(layer: NetLayer) -> dict[int, np.ndarray] | None:

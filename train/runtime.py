@@ -1,7 +1,6 @@
 """Where training runs: the device, and the processes of a ``torchrun`` launch.
 
-* :func:`resolve_device`: ``train.device`` / ``--device`` (``auto | cpu | cuda | cuda:N``);
-  ``auto`` picks CUDA when a GPU is present.
+* the device: ``train.device`` / ``--device`` (:mod:`psplava.device`).
 * :class:`Runtime`: one process of a run.  Under ``torchrun`` (any launch mode: standalone,
   static ``--master-addr``, c10d rendezvous, several nodes) it reads ``RANK``,
   ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment and joins the process group --
@@ -18,43 +17,14 @@ process draws them, and then split across ranks: a recording gets the same shift
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from psplava.device import describe, resolve_device  # noqa: F401 (re-exported)
 from psplava.errors import ConfigError
-
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """The torch device for ``auto | cpu | cuda | cuda:N`` (``None`` = auto); a CUDA
-    device that is not there is refused with one line."""
-    name = "auto" if name in (None, "") else str(name)
-    if not DEVICE_PATTERN.match(name):
-        raise ConfigError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name}: no CUDA GPU is available here (torch "
-                              f"{torch.__version__}); use --device cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name}: only {torch.cuda.device_count()} GPU(s)")
-    return dev
-
-
-def describe(dev: torch.device) -> str:
-    """``cpu`` or ``cuda:0 (NVIDIA H200)``: the device as logs and JSON name it."""
-    if dev.type == "cuda":
-        i = dev.index if dev.index is not None else torch.cuda.current_device()
-        return f"cuda:{i} ({torch.cuda.get_device_name(i)})"
-    return "cpu"
-
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
