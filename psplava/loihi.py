@@ -169,54 +169,107 @@ def _abs_max(x: torch.Tensor) -> float:
 
 
 def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int,
-                  x_range: tuple[float, float] | None = None) -> torch.Tensor:
-    """``fn(x, w)`` (a conv or a matmul of integers) computed exactly, as int64.
+                  x_range: tuple[float, float] | None = None,
+                  out_dtype: torch.dtype = torch.int64, peak: list | None = None
+                  ) -> torch.Tensor:
+    """``fn(x, w)`` (a conv or a matmul of integers) computed exactly, as ``out_dtype``
+    (int64, or float64 holding the integers).
 
     On the CPU, float32 kernels are exact while every partial sum stays below 2**24: used
     directly when ``fan_in max|x| max|w| < 2**24`` (spikes), on the two 8-bit halves of
     ``x`` when only that fits (PSPs below 2**16), else float64 (exact below 2**53); on a
-    GPU always float64.  ``x_range``: x's
-    (min, max) when the caller has it (one scan of x, not several).
+    GPU always float64.  ``x_range``: x's (min, max), or bounds of them, when the caller
+    has them (no scan of x; any bounds give the same integers, only the path may differ).
+    ``peak``: a one-element list that receives max |result| when a path computes it.
     """
     if x.device.type != "cpu":
         # GPUs: float32 convs may run in TF32 or by Winograd / FFT algorithms, whose
         # rounding is not that of exact integer sums; float64 is exact below 2**53
-        return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(torch.int64)
+        return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(out_dtype)
     lo, hi = _min_max(x) if x_range is None else x_range
     xmax = max(-lo, hi)
     wmax = _abs_max(w)
     w32 = w.to(torch.float32)
     if fan_in * xmax * wmax < _F32_EXACT:
-        return torch.round(fn(x.to(torch.float32), w32)).to(torch.int64)
+        return torch.round(fn(x.to(torch.float32), w32)).to(out_dtype)
     if xmax < 65536 and fan_in * 255 * wmax < _F32_EXACT and lo >= 0:
-        xi = x.to(torch.int64)
-        both = torch.cat([(xi >> 8).to(torch.float32), (xi & 255).to(torch.float32)])
-        z = torch.round(fn(both, w32)).to(torch.int64)
+        fast = _halves_fast(fn, x, w32, out_dtype)
+        if fast is not None:
+            if peak is not None:
+                peak[0] = fast[1]
+            return fast[0]
+        if x.is_floating_point():  # integers < 2**16: the halves, exactly, in float
+            x32 = x.to(torch.float32)
+            high = torch.floor(x32 * (1.0 / 256))
+            both = torch.cat([high, x32 - high * 256])
+        else:
+            xi = x.to(torch.int64)
+            both = torch.cat([(xi >> 8).to(torch.float32), (xi & 255).to(torch.float32)])
+        z = torch.round(fn(both, w32))
         n = x.shape[0]
-        return (z[:n] << 8) + z[n:]
-    return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(torch.int64)
+        if out_dtype == torch.int64:
+            z = z.to(torch.int64)
+            return (z[:n] << 8) + z[n:]
+        return z[:n].to(out_dtype) * 256 + z[n:]   # float64: exact below 2**53
+    return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(out_dtype)
+
+
+def _rows_last(t: torch.Tensor) -> torch.Tensor | None:
+    """``t`` (B, C, H, W) as its contiguous (B, H, W, C) memory (channels-last), or (B, F)
+    as is; None when its memory is laid out otherwise."""
+    if t.dim() == 4:
+        v = t.permute(0, 2, 3, 1)
+        return v if v.is_contiguous() else None
+    return t if t.is_contiguous() else None
+
+
+def _halves_fast(fn, x: torch.Tensor, w32: torch.Tensor, out_dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, float] | None:
+    """The two-halves product with the split and the recombination as single numba passes
+    (:mod:`psplava.loihi_kernels`), for a float32 ``x`` in channels-last (or row) memory
+    and a float64 result: (result, its max |value|); None where that does not apply (the
+    torch form runs)."""
+    if not (CPU_KERNELS and x.dtype == torch.float32 and out_dtype == torch.float64):
+        return None
+    rows = _rows_last(x)
+    if rows is None:
+        return None
+    from psplava import loihi_kernels
+
+    both = torch.from_numpy(loihi_kernels.split_halves(rows.numpy()))   # (2, B, ...)
+    both = both.reshape(2 * x.shape[0], *rows.shape[1:])
+    z = fn(both.permute(0, 3, 1, 2) if x.dim() == 4 else both, w32)
+    zr = _rows_last(z)
+    if zr is None:
+        return None
+    out, top = loihi_kernels.combine_halves(zr.reshape(2, x.shape[0], *zr.shape[1:]).numpy())
+    out = torch.from_numpy(out)
+    return (out.permute(0, 3, 1, 2) if x.dim() == 4 else out), top
 
 
 def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int | tuple[int, int] = 1,
-            padding: int | tuple[int, int] = 0
-            ) -> torch.Tensor:
-    """Integer synaptic input (int64) of integer messages ``x`` through integer weights ``w``.
+            padding: int | tuple[int, int] = 0, x_range: tuple[float, float] | None = None,
+            out_dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """Integer synaptic input (``out_dtype``: int64, or float64 holding the integers) of
+    integer messages ``x`` through integer weights ``w``; ``x_range``: bounds of x's
+    values when known (else x is scanned).
 
     conv: ``x`` (B, C, H, W) (any memory format), ``w`` (out, in, kh, kw): Lava's conv, which
     wraps its output to 24 bits.  dense: ``x`` (B, F), ``w`` (out, F): Lava's dense (no wrap).
     """
     import torch.nn.functional as F
 
-    x_range = _min_max(x)
+    x_range = _min_max(x) if x_range is None else x_range
     if kind == "conv":
         fan_in = int(w[0].numel())
+        peak: list = [None]
         z = _exact_matmul(lambda a, b: F.conv2d(a, b, stride=stride, padding=padding),
-                          x, w, fan_in, x_range)
+                          x, w, fan_in, x_range, out_dtype, peak)
         bound = fan_in * max(-x_range[0], x_range[1]) * _abs_max(w)
-        if bound >= STATE_MAX and _abs_max(z) >= STATE_MAX:
+        if bound >= STATE_MAX and (_abs_max(z) if peak[0] is None else peak[0]) >= STATE_MAX:
             z = wrap24(z)
         return z
-    return _exact_matmul(lambda a, b: a @ b.t(), x, w, int(w.shape[1]), x_range)
+    return _exact_matmul(lambda a, b: a @ b.t(), x, w, int(w.shape[1]), x_range, out_dtype)
 
 
 def latency(neuron: NeuronType | str, n_layers: int) -> int:
@@ -243,19 +296,40 @@ def psp_message(y: torch.Tensor) -> torch.Tensor:
 CPU_KERNELS = True
 
 
-def _cpu_fast(t: torch.Tensor) -> bool:
+def cpu_fast(t: torch.Tensor) -> bool:
+    """Whether the numba kernels run for ``t`` (a CPU tensor, :data:`CPU_KERNELS` on)."""
     return CPU_KERNELS and t.device.type == "cpu"
 
 
-def psp(s: torch.Tensor, dq: int) -> torch.Tensor:
-    """The PSP messages (int64, shape of ``s``) of spikes ``s`` (T, ...), as the receiving
-    synapse sees them: the value at t depends on spikes before t (0 at t = 0)."""
-    if _cpu_fast(s):
+def psp_message_bound(dq: int) -> int:
+    """An upper bound of every PSP message with decay ``dq`` (one spike per step at most):
+    ``U sum_{k>=1} k Q^k = U Q / (1 - Q)^2`` with ``Q = 1 - dq / 4096``, plus the rounding
+    of the states and the message (at most half a state unit per step each: a few state
+    units in all, far below one message unit; 2 added).  Tested against saturated input."""
+    q = (DECAY_UNITY - int(dq)) / DECAY_UNITY
+    if q >= 1.0:
+        return 1 << 62
+    return int(math.ceil(PSP_UNIT * q / (1.0 - q) ** 2)) + 2
+
+
+def psp(s: torch.Tensor, dq: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """The PSP messages (shape of ``s``; int64, or a float dtype holding the same integers:
+    float32 is exact while :func:`psp_message_bound` < 2**24) of spikes ``s`` (T, ...), as
+    the receiving synapse sees them: the value at t depends on spikes before t (0 at t = 0)."""
+    if dtype == torch.float32 and psp_message_bound(dq) >= _F32_EXACT:
+        raise ValueError(f"PSP messages with decay {dq} may exceed float32's exact integers")
+    if cpu_fast(s):
         from psplava import loihi_kernels  # numba: compiled at first use
 
         flat = s.detach().reshape(s.shape[0], -1).numpy()
-        return torch.from_numpy(loihi_kernels.psp(flat, dq, PSP_STATE_BITS, PSP_MSG_SHIFT)
-                                ).view(s.shape)
+        np_dtype = {torch.int64: "int64", torch.float64: "float64",
+                    torch.float32: "float32"}[dtype]
+        return torch.from_numpy(loihi_kernels.psp(flat, dq, PSP_STATE_BITS, PSP_MSG_SHIFT,
+                                                  np_dtype)).view(s.shape)
+    return _psp_loop(s, dq).to(dtype)
+
+
+def _psp_loop(s: torch.Tensor, dq: int) -> torch.Tensor:
     x = torch.zeros(s.shape[1:], dtype=torch.int64, device=s.device)
     y = torch.zeros_like(x)
     out = torch.empty(s.shape, dtype=torch.int64, device=s.device)
@@ -324,7 +398,7 @@ def srm_run(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None = None
     """Spikes (bool) and the refractory state each step used (int64), shape of ``z``
     (T, N, ...), of SRM neurons driven by integer membrane input ``z`` (bias included);
     ``gain`` (T, N): the dynamic threshold's ``sqrt(m2 + lambda)``."""
-    if _cpu_fast(z) and z.dim() >= 2:
+    if cpu_fast(z) and z.dim() >= 2:
         from psplava import loihi_kernels
 
         T, N = z.shape[:2]
@@ -342,6 +416,24 @@ def srm_run(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None = None
         s[t] = state.step(z[t], g)
         r[t] = state.r
     return s, r
+
+
+def srm_run_surrogate(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None,
+                      unit: float, tau_rho: float, scale_rho: float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`srm_run`'s spikes with, instead of the refractory state, the surrogate
+    ``scale_rho / (2 tau_rho) exp(-|u - theta_int| / (unit tau_rho))`` (``u = z + r``, or
+    ``z / gain + r``) of loihi-arithmetic training, float64: one numba pass (CPU tensors)."""
+    from psplava import loihi_kernels
+
+    T, N = z.shape[:2]
+    zf = z.detach().reshape(T, N, -1)
+    zf = zf if zf.dtype in (torch.float64, torch.int64) else zf.to(torch.float64)
+    g = None if gain is None else gain.detach().reshape(T, N).to(torch.float64).numpy()
+    s, rho = loihi_kernels.srm_run(zf.numpy(), g, hw.theta_int, hw.ref_gain, hw.ref_decay,
+                                   Refractory(hw.refractory) is Refractory.ALPHA,
+                                   (float(unit), float(tau_rho), float(scale_rho)))
+    return torch.from_numpy(s).view(z.shape), torch.from_numpy(rho).view(z.shape)
 
 
 def causal_m2(y: torch.Tensor, tau_s: float) -> torch.Tensor:

@@ -66,3 +66,11 @@ run "GPU PSP kernel drops a decay step" train/kernels_triton.py \
 run "checkpointed recompute tracks PSP-BN statistics again" train/norm.py \
   '        if _FROZEN.get():
             return' '        pass' tests/test_distributed.py
+# the CPU integer kernels (issue 18): guarded by tests/test_loihi_kernels.py
+run "numba decay truncates instead of rounding" psplava/loihi_kernels.py \
+  '        return (p + 2048) >> 12' '        return p >> 12' tests/test_loihi_kernels.py
+run "numba halves recombined with 255" psplava/loihi_kernels.py \
+  '* 256.0 + np.float64' '* 255.0 + np.float64' tests/test_loihi_kernels.py
+run "numba SRM spike strictly above threshold" psplava/loihi_kernels.py \
+  'spike = np.int64(z[t, n, f]) + r >= theta' 'spike = np.int64(z[t, n, f]) + r > theta' \
+  tests/test_loihi_kernels.py

@@ -48,15 +48,27 @@ class _IntegerPSP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s: torch.Tensor, dq: int, q: float) -> torch.Tensor:
         ctx.q = q
-        return loihi.psp(s.detach() != 0, dq).to(torch.float64)
+        return loihi.psp(s.detach() != 0, dq, psp_dtype(dq))
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         return _alpha_adjoint(g, ctx.q, float(loihi.PSP_UNIT)), None, None
 
 
+def psp_dtype(dq: int) -> torch.dtype:
+    """float32 when it holds every PSP message exactly (``psp_message_bound`` < 2**24: any
+    tau_s below ~1,000 steps), else float64."""
+    return torch.float32 if loihi.psp_message_bound(dq) < (1 << 24) else torch.float64
+
+
+def psp_range(tau_s: float) -> tuple[float, float]:
+    """Bounds of the integer PSP messages of a layer with PSP time constant ``tau_s``."""
+    return 0.0, float(loihi.psp_message_bound(loihi.decay_of_tau(tau_s)))
+
+
 def integer_psp(s: torch.Tensor, tau_s: float) -> torch.Tensor:
-    """Integer alpha PSP (float64, integer-valued) of spikes ``s`` (T, ...)."""
+    """Integer alpha PSP (integer-valued float32, or float64 for very long tau_s: see
+    :func:`psp_dtype`) of spikes ``s`` (T, ...)."""
     return _IntegerPSP.apply(s, loihi.decay_of_tau(tau_s), math.exp(-1.0 / tau_s))
 
 
@@ -64,10 +76,11 @@ class _IntegerSynapse(torch.autograd.Function):
     """Exact integer synapse (:func:`psplava.loihi.synapse`); float32 gradients."""
 
     @staticmethod
-    def forward(ctx, x, w, kind: str, stride: int, padding: int):
+    def forward(ctx, x, w, kind: str, stride: int, padding: int, x_range):
         ctx.kind, ctx.stride, ctx.padding = kind, stride, padding
         ctx.save_for_backward(x, w)
-        return loihi.synapse(x.detach(), w.detach(), kind, stride, padding).to(torch.float64)
+        return loihi.synapse(x.detach(), w.detach(), kind, stride, padding, x_range,
+                             out_dtype=torch.float64)
 
     @staticmethod
     def backward(ctx, g):
@@ -86,13 +99,16 @@ class _IntegerSynapse(torch.autograd.Function):
             if ctx.needs_input_grad[1]:
                 gw = g32.t() @ x32
         return (None if gx is None else gx.to(x.dtype), None if gw is None else gw.to(w.dtype),
-                None, None, None)
+                None, None, None, None)
 
 
 def integer_synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int = 1,
-                    padding: int = 0) -> torch.Tensor:
-    """Integer synaptic input (float64 holding int64 values) with float gradients."""
-    return _IntegerSynapse.apply(x, w, kind, stride, padding)
+                    padding: int = 0, x_range: tuple[float, float] | None = None
+                    ) -> torch.Tensor:
+    """Integer synaptic input (float64 holding int64 values) with float gradients;
+    ``x_range``: bounds of x's values when known (e.g. :func:`psp_range`; else x is
+    scanned)."""
+    return _IntegerSynapse.apply(x, w, kind, stride, padding, x_range)
 
 
 def _surrogate(u: torch.Tensor, tau_rho: float, scale_rho: float) -> torch.Tensor:
@@ -105,19 +121,24 @@ class _SRMSpike(torch.autograd.Function):
                 scale_rho: float):
         zd = z.detach()
         gd = None if gain is None else gain.detach()
-        s, r = loihi.srm_run(zd, hw, gd)
-        gv = None if gd is None else gd.view(*gd.shape, *[1] * (z.dim() - 2))
-        u = zd + r if gv is None else zd / gv + r
-        rho = _surrogate((u - hw.theta_int) / unit, tau_rho, scale_rho)
+        if loihi.cpu_fast(zd) and zd.dim() >= 2:
+            # the CPU kernel computes the surrogate in the same pass (psplava.loihi_kernels)
+            s, rho = loihi.srm_run_surrogate(zd, hw, gd, unit, tau_rho, scale_rho)
+        else:
+            s, r = loihi.srm_run(zd, hw, gd)
+            gv = None if gd is None else gd.view(*gd.shape, *[1] * (z.dim() - 2))
+            u = zd + r if gv is None else zd / gv + r
+            rho = _surrogate((u - hw.theta_int) / unit, tau_rho, scale_rho)
+        rho = (rho / unit).to(torch.float32)  # ds/dz, kept in float32 (a gradient)
         ctx.unit = unit
         ctx.save_for_backward(rho, zd, gd if gd is not None else torch.empty(0))
         ctx.dynamic = gain is not None
-        return s.to(torch.float64)
+        return s.to(torch.float32)  # 0/1: exact; float32 halves the memory of float64
 
     @staticmethod
     def backward(ctx, g_s):
         rho, z, gain = ctx.saved_tensors
-        k = g_s * rho / ctx.unit
+        k = g_s * rho
         if not ctx.dynamic:
             return k, None, None, None, None, None
         gv = gain.view(*gain.shape, *[1] * (z.dim() - 2))

@@ -395,22 +395,25 @@ class SpikingLayer(nn.Module):
             tau_s = self.neuron.params.tau_s
             y = loihi_ops.integer_psp(s, tau_s) if y is None else y
         else:
-            y = s.double()
+            y = s.float()  # spikes: 0/1
         if self.spec.kind == "dense" and y.dim() > 3:
             y = y.flatten(2)
         if self.training and self.pre is not None and self.pre.kind is NormKind.PSP_BN:
             # PSP-BN keeps tracking its running statistics (used from the next step on)
-            a = y.detach() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
-                if self.neuron_kind is NeuronKind.SRM else y.detach()
+            a = y.detach().double() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
+                if self.neuron_kind is NeuronKind.SRM else y.detach().double()
             if self.spec.pool is not None:
                 a = self._pool(a)
             self.pre.track(a.flatten(2) if self.spec.kind == "dense" else a)
         T, N = y.shape[:2]
+        x_range = loihi_ops.psp_range(tau_s) if self.neuron_kind is NeuronKind.SRM else (0, 1)
         if self.spec.kind == "conv":
-            z = loihi_ops.integer_synapse(_to_nchw(y), hw.weight, "conv", hw.stride, hw.padding)
+            z = loihi_ops.integer_synapse(_to_nchw(y), hw.weight, "conv", hw.stride, hw.padding,
+                                          x_range)
             z = _from_nchw(z, T, N)
         else:
-            z = loihi_ops.integer_synapse(y.reshape(T * N, -1), hw.weight, "dense")
+            z = loihi_ops.integer_synapse(y.reshape(T * N, -1), hw.weight, "dense", 1, 0,
+                                          x_range)
             z = z.reshape(T, N, -1)
         if extra is not None:
             z = z + extra
@@ -599,7 +602,8 @@ class SNN(nn.Module):
                     yb = fronts.pop(i - 1)
                     T, N = yb.shape[:2]
                     extra = _from_nchw(loihi_ops.integer_synapse(
-                        _to_nchw(yb), hw.short_weight, "conv", hw.short_stride, 0), T, N)
+                        _to_nchw(yb), hw.short_weight, "conv", hw.short_stride, 0,
+                        loihi_ops.psp_range(self.layers[i - 1].neuron.params.tau_s)), T, N)
                 if i in need_front:
                     fronts[i] = y
                 s, z = layer.forward_loihi(s, hws[i], y, extra)
