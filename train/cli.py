@@ -84,8 +84,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from psplava.train.sweep import run_sweep
+
+    state = run_sweep(args.config, args.grid, args.out, args.parallel, args.set, args.nproc,
+                      args.device, log=lambda m: print(m, flush=True))
+    print(json.dumps({"sweep": str(Path(args.out) / "sweep.json"),
+                      "points": len(state["points"]),
+                      "done": sum(p["done"] for p in state["points"])}))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training stage's subcommands to the ``psplava`` parser."""
+    p = sub.add_parser("sweep", help="one training run per point of a grid (resumable), "
+                                     "then a report")
+    p.add_argument("config")
+    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a config key and its values; repeatable (the points are the "
+                        "product of the grids)")
+    p.add_argument("--out", required=True, help="sweep folder (one run folder per point)")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="points trained at a time (default 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="processes per point (train --nproc)")
+    p.add_argument("--device", default=None, metavar="DEV")
+    p.set_defaults(func=_cmd_sweep)
+
     p = sub.add_parser("train", help="train a network from a YAML config")
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True, help="run directory")

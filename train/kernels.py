@@ -137,3 +137,41 @@ def refractory_kernel(theta: float, tau_r: float, length: int, alpha: bool = Fal
     if alpha:
         return -2.0 * theta * k / tau_r * np.exp(1.0 - k / tau_r)
     return -2.0 * theta * np.exp(-k / tau_r)
+
+
+# ----------------------------------------------------------------- PSP-LN's backward pass
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _sample_dots(g, a):
+    # g, a (T, N, F): per-sample sum over T and F of g * a, in float64
+    T, N, F = g.shape
+    out = np.zeros(N)
+    for n in numba.prange(N):
+        acc = 0.0
+        for t in range(T):
+            for f in range(F):
+                acc += np.float64(g[t, n, f]) * np.float64(a[t, n, f])
+        out[n] = acc
+    return out
+
+
+@numba.njit(cache=True, parallel=True, fastmath=False)
+def _ln_backward(g, a, r, c, out):
+    # out = r_n (g - a c_n) for (T, N, F) tensors; r, c (N,) in the data's dtype
+    T, N, F = g.shape
+    for job in numba.prange(T * N):
+        t = job // N
+        n = job % N
+        rn = r[n]
+        cn = c[n]
+        for f in range(F):
+            out[t, n, f] = rn * (g[t, n, f] - a[t, n, f] * cn)
+
+
+def sample_norm_backward(g: np.ndarray, a_hat: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """PSP-LN's backward pass for (T, N, F) arrays: ``r (g - a_hat mean_{T,F}(g a_hat))``
+    per sample, in two passes over memory (the dot products, then the result)."""
+    T, N, F = g.shape
+    c = (_sample_dots(g, a_hat) / (T * F)).astype(g.dtype)
+    out = np.empty_like(g)
+    _ln_backward(g, a_hat, np.ascontiguousarray(r, dtype=g.dtype), c, out)
+    return out

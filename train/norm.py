@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from psplava.train import kernels
+
 #: set while a checkpointed block is recomputed in the backward pass: the forward pass
 #: already tracked its running statistics once
 _FROZEN = contextvars.ContextVar("psplava_frozen_statistics", default=False)
@@ -83,6 +85,13 @@ class _RawMomentNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         a_hat, r = ctx.saved_tensors
+        if _per_sample(ctx.dims, a_hat) and g.device.type == "cpu" and a_hat.dim() >= 3:
+            # PSP-LN on the CPU: the same formula in two passes over memory (numba)
+            T, N = a_hat.shape[:2]
+            g3 = g.contiguous().view(T, N, -1)
+            out = kernels.sample_norm_backward(g3.numpy(), a_hat.reshape(T, N, -1).numpy(),
+                                               r.reshape(N).numpy())
+            return torch.from_numpy(out).view(g.shape), None, None
         grad = r * (g - a_hat * (g * a_hat).mean(dim=ctx.dims, keepdim=True))
         return grad, None, None
 
@@ -114,6 +123,11 @@ class _SyncBatchRawMomentNorm(torch.autograd.Function):
         dist.all_reduce(gs)
         mean = (gs / ctx.total).to(g.dtype)
         return r * (g - a_hat * mean), None
+
+
+def _per_sample(dims: tuple[int, ...], a: torch.Tensor) -> bool:
+    """PSP-LN's statistics: every dim but the batch (dim 1)."""
+    return tuple(dims) == tuple(d for d in range(a.dim()) if d != 1)
 
 
 def raw_moment_norm(a: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch.Tensor:
