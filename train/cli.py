@@ -109,7 +109,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="processes per point (train --nproc)")
-    p.add_argument("--device", default=None, metavar="DEV")
+    p.add_argument("--device", default=None, metavar="DEV",
+                   help="each point's train --device (default: the config's)")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("train", help="train a network from a YAML config")
