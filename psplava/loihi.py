@@ -198,19 +198,11 @@ def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int,
             if peak is not None:
                 peak[0] = fast[1]
             return fast[0]
-        if x.is_floating_point():  # integers < 2**16: the halves, exactly, in float
-            x32 = x.to(torch.float32)
-            high = torch.floor(x32 * (1.0 / 256))
-            both = torch.cat([high, x32 - high * 256])
-        else:
-            xi = x.to(torch.int64)
-            both = torch.cat([(xi >> 8).to(torch.float32), (xi & 255).to(torch.float32)])
-        z = torch.round(fn(both, w32))
+        xi = x.to(torch.int64)
+        both = torch.cat([(xi >> 8).to(torch.float32), (xi & 255).to(torch.float32)])
+        z = torch.round(fn(both, w32)).to(torch.int64)
         n = x.shape[0]
-        if out_dtype == torch.int64:
-            z = z.to(torch.int64)
-            return (z[:n] << 8) + z[n:]
-        return z[:n].to(out_dtype) * 256 + z[n:]   # float64: exact below 2**53
+        return ((z[:n] << 8) + z[n:]).to(out_dtype)
     return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(out_dtype)
 
 
@@ -399,15 +391,7 @@ def srm_run(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None = None
     (T, N, ...), of SRM neurons driven by integer membrane input ``z`` (bias included);
     ``gain`` (T, N): the dynamic threshold's ``sqrt(m2 + lambda)``."""
     if cpu_fast(z) and z.dim() >= 2:
-        from psplava import loihi_kernels
-
-        T, N = z.shape[:2]
-        zf = z.detach().reshape(T, N, -1)
-        zf = zf if zf.dtype in (torch.float64, torch.int64) else zf.to(torch.float64)
-        g = None if gain is None else gain.detach().reshape(T, N).to(torch.float64).numpy()
-        s, r = loihi_kernels.srm_run(zf.numpy(), g, hw.theta_int, hw.ref_gain, hw.ref_decay,
-                                     Refractory(hw.refractory) is Refractory.ALPHA)
-        return torch.from_numpy(s).view(z.shape), torch.from_numpy(r).view(z.shape)
+        return _srm_kernel(z, hw, gain)
     state = SRMState(z.shape[1:], hw, z.device)
     s = torch.empty(z.shape, dtype=torch.bool, device=z.device)
     r = torch.empty(z.shape, dtype=torch.int64, device=z.device)
@@ -424,16 +408,23 @@ def srm_run_surrogate(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | Non
     """:func:`srm_run`'s spikes with, instead of the refractory state, the surrogate
     ``scale_rho / (2 tau_rho) exp(-|u - theta_int| / (unit tau_rho))`` (``u = z + r``, or
     ``z / gain + r``) of loihi-arithmetic training, float64: one numba pass (CPU tensors)."""
-    from psplava import loihi_kernels
+    return _srm_kernel(z, hw, gain, (float(unit), float(tau_rho), float(scale_rho)))
+
+
+def _srm_kernel(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None,
+                surrogate: tuple[float, float, float] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The numba SRM pass (:func:`psplava.loihi_kernels.srm_run`) on CPU tensors (T, N, ...):
+    spikes, and the refractory state or (with ``surrogate``) the surrogate."""
+    from psplava import loihi_kernels  # numba: compiled at first use
 
     T, N = z.shape[:2]
     zf = z.detach().reshape(T, N, -1)
     zf = zf if zf.dtype in (torch.float64, torch.int64) else zf.to(torch.float64)
     g = None if gain is None else gain.detach().reshape(T, N).to(torch.float64).numpy()
-    s, rho = loihi_kernels.srm_run(zf.numpy(), g, hw.theta_int, hw.ref_gain, hw.ref_decay,
-                                   Refractory(hw.refractory) is Refractory.ALPHA,
-                                   (float(unit), float(tau_rho), float(scale_rho)))
-    return torch.from_numpy(s).view(z.shape), torch.from_numpy(rho).view(z.shape)
+    s, second = loihi_kernels.srm_run(zf.numpy(), g, hw.theta_int, hw.ref_gain, hw.ref_decay,
+                                      Refractory(hw.refractory) is Refractory.ALPHA, surrogate)
+    return torch.from_numpy(s).view(z.shape), torch.from_numpy(second).view(z.shape)
 
 
 def causal_m2(y: torch.Tensor, tau_s: float) -> torch.Tensor:

@@ -58,7 +58,7 @@ def _pad(x: np.ndarray, steps: int) -> np.ndarray:
 
 
 def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input",
-             device: str | None = None) -> np.ndarray:
+             device=None) -> np.ndarray:
     """The output layer's output, Lava order ((x, y, f, T) or (F, T)), for one input x
     (:func:`psplava.netfile.input_shape` + (T,))."""
     from psplava.netfile import input_shape, read_netfile
@@ -76,15 +76,14 @@ def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input",
             return lava.run(x[None])[-1][0]
     from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 
-    return internal_to_lava(run_fixed(net, lava_to_internal(x), resolve_device(device))[-1])[0]
+    return internal_to_lava(run_fixed(net, lava_to_internal(x), device or "cpu")[-1])[0]
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    if args.device is not None:
-        if args.engine != "reference":
-            raise PsplavaError("--device applies to --engine reference (Lava simulates on "
-                               "the CPU)")
-        resolve_device(args.device)
+    if args.device is not None and args.engine != "reference":
+        raise PsplavaError("--device applies to --engine reference (Lava simulates on "
+                           "the CPU)")
+    device = resolve_device(args.device) if args.engine == "reference" else None
     if args.input:
         if args.output is None:
             raise PsplavaError("--input needs --output")
@@ -95,14 +94,13 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                                f"exceeds {MAX_INPUT_ELEMENTS:,} elements")
         x = _pad(x, steps)
         t0 = time.time()
-        out = _run_one(args.model, x, args.engine, args.input, args.device)
+        out = _run_one(args.model, x, args.engine, args.input, device)
         with atomic_path(args.output) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, out.astype(np.uint8) if out.dtype == bool else out)
         res = {"output": str(args.output), "shape": list(out.shape), "spikes": int(out.sum()),
                "engine": args.engine, "seconds": round(time.time() - t0, 3),
-               "device": describe(resolve_device(args.device)) if args.engine == "reference"
-               else "cpu"}
+               "device": describe(device) if device is not None else "cpu"}
         print(json.dumps(res))
         return 0
     # dataset mode: --dataset/--root default to the run config the file carries

@@ -171,7 +171,7 @@ def test_checkpointed_blocks_give_the_same_gradients_and_statistics(block):
 def test_device_setting_is_checked_and_named(tmp_path):
     from psplava.errors import ConfigError
     from psplava.train.config import load_config
-    from psplava.train.runtime import resolve_device
+    from psplava.device import resolve_device
 
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu").type == "cpu"

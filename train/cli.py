@@ -34,6 +34,7 @@ def _strip_nproc(argv: list[str]) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from psplava.device import resolve_device
     from psplava.errors import ConfigError
     from psplava.train import runtime
     from psplava.train.config import load_config
@@ -50,7 +51,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                   f"global batch: it must divide by --nproc {args.nproc}")
             return _torchrun(args.nproc, _strip_nproc(list(args.argv)))
     if args.device is not None:
-        runtime.resolve_device(args.device)  # checked before any work
+        resolve_device(args.device)  # checked before any work
     best = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
                  overwrite=args.overwrite, device=args.device)
     if runtime.is_main_process():

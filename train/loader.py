@@ -34,6 +34,11 @@ def random_shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
+def max_shift(augment: dict[str, Any] | None) -> int:
+    """``data.augment.shift``: the largest random shift in pixels (0: none)."""
+    return int((augment or {}).get("shift", 0) or 0)
+
+
 def draw_shifts(n: int, max_shift: int, rng: np.random.Generator | None) -> np.ndarray | None:
     """(n, 2) shifts drawn in sample order (None without augmentation)."""
     if not max_shift or rng is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 from enum import Enum
 
 import torch
@@ -71,8 +70,8 @@ class _RawMomentNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch.Tensor:
-        if a.dim() - 1 in dims:  # per sample (PSP-LN): ||a||^2 / n, no a^2 temporary
-            n = a.numel() // math.prod(a.shape[d] for d in range(a.dim()) if d not in dims)
+        if _per_sample(dims, a):  # PSP-LN: ||a||^2 / n per sample, no a^2 temporary
+            n = a.numel() // a.shape[1]
             m2 = torch.linalg.vector_norm(a, 2, dim=dims, keepdim=True).square() / n
         else:  # per channel (PSP-BN): a reduction over the leading dims, as fast this way
             m2 = a.square().mean(dim=dims, keepdim=True)

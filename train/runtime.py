@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from psplava.device import describe, resolve_device  # noqa: F401 (re-exported)
+from psplava.device import describe, resolve_device
 from psplava.errors import ConfigError
 
 def launched_by_torchrun() -> bool:

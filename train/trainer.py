@@ -25,9 +25,10 @@ from psplava.lavadl import slayer
 
 from psplava.data import dataset_from_config, make_dataset, train_val_split
 from psplava.errors import ConfigError, PsplavaError, atomic_path
-from psplava.train.loader import default_workers, draw_shifts, make_loader
+from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
 from psplava.train.model import SNN
-from psplava.train.runtime import Runtime, describe, resolve_device
+from psplava.device import describe, resolve_device
+from psplava.train.runtime import Runtime
 
 CHECKPOINT_FORMAT = 1
 
@@ -62,7 +63,7 @@ def batches(ds, indices: np.ndarray, batch_size: int, augment: dict[str, Any] | 
             rng: np.random.Generator | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """(x (T, N, H, W, C), labels (N,)) batches in the order of ``indices``, in this
     process (the training loop uses :func:`psplava.train.loader.make_loader`)."""
-    shifts = draw_shifts(len(indices), int((augment or {}).get("shift", 0) or 0), rng)
+    shifts = draw_shifts(len(indices), max_shift(augment), rng)
     return iter(make_loader(ds, indices, batch_size, shifts=shifts))
 
 
@@ -169,7 +170,7 @@ def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimize
     training = optimizer is not None
     model.train(training)
     sizes = np.array([math.prod(layer.out_shape) for layer in model.layers], dtype=np.float64)
-    shift = int((cfg["data"].get("augment") or {}).get("shift", 0) or 0) if training else 0
+    shift = max_shift(cfg["data"].get("augment")) if training else 0
     workers = t.get("workers")
     workers = default_workers(rt.device) if workers is None else int(workers)
     batch = rt.local_batch(int(t["batch_size"]))
