@@ -123,7 +123,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if layer.neuron:
             extra = f"{layer.neuron['type']} vThMant={layer.neuron.get('vThMant')}"
         if layer.dynamic_threshold:
-            extra += f" dynamic threshold (lambda={layer.dynamic_threshold['lambda']})"
+            dyn = layer.dynamic_threshold
+            extra += f" dynamic threshold (lambda={dyn.lam}" + (
+                f", prior {dyn.prior:.4g} over {dyn.prior_steps:g} steps)" if dyn.prior_steps
+                else ")")
         for skip in layer.skips:
             extra += f" + skip({skip['mode']} of layer/{skip['source']})"
         print(f"  {layer.index:3d} {layer.type:8s} shape={layer.shape} {extra}")

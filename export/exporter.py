@@ -89,8 +89,7 @@ def build_layers(model: SNN, k_max: float | None = None
                 if hw.kind == "conv" else (int(np.prod(layer.out_shape)),),
                 stride=(hw.stride, hw.stride), padding=(hw.padding, hw.padding),
                 bias=None if hw.bias is None else _int(hw.bias),
-                dynamic_threshold=None if hw.lam is None
-                else {"lambda": float(hw.lam)},
+                dynamic_threshold=hw.dynamic,
                 quant={"scale": hw.scale, "rel_rms_error": rel, "max_abs_error": max_err})
             if hw.shortcut is not None:  # a residual block's second layer (format 3 skip)
                 src = file_index[i - 2]

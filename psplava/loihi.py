@@ -44,7 +44,7 @@ Number formats (one place):
   ``round(-2 theta_int e / tau_r)``.
 - **spike**: ``z + r >= theta_int``; with causal PSP-LN's dynamic threshold (paper Eq. 18)
   ``z >= sqrt(m2 + lambda) (theta_int - r)`` in float64, where ``m2(t)`` is computed by
-  :func:`causal_m2` from exact integer sums of the layer's input PSPs.
+  :meth:`DynamicThreshold.causal_m2` from exact integer sums of the layer's input PSPs.
 
 Timing: an SRM neuron sends at step t the PSP it will have at t+1 (the alpha kernel is 0 at
 lag 0), so Lava's one-step synapse buffer delivers exactly the model's ``z(t+1)``: SRM
@@ -427,30 +427,50 @@ def _srm_kernel(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None,
     return torch.from_numpy(s).view(z.shape), torch.from_numpy(second).view(z.shape)
 
 
-def causal_m2(y: torch.Tensor, tau_s: float) -> torch.Tensor:
-    """``m2(t)`` of causal PSP-LN, float units, shape (T, N), from integer PSPs ``y``
-    (T, N, ...): the mean over steps <= t of ``mean_features a^2``, ``a = (e/tau_s) y / U``.
+@dataclass(frozen=True)
+class DynamicThreshold:
+    """Causal PSP-LN's dynamic threshold (paper Eq. 18) of one layer.
 
-    Exact integer sums, one float64 formula (the Lava moment process computes the same).
+    ``lam``: lambda; ``prior`` / ``prior_steps``: the running average of ``m2`` starts from
+    ``prior_steps`` pseudo-steps of second moment ``prior`` (float PSP units); none when
+    ``prior_steps`` is 0 (the paper's plain running mean, format 3 files).
     """
-    T, N = y.shape[:2]
-    n = y[0, 0].numel()
-    sq = (y.to(torch.int64) ** 2).reshape(T, N, -1).sum(dim=2)
-    sums = torch.cumsum(sq, dim=0)
-    steps = torch.arange(1, T + 1, dtype=torch.int64, device=y.device)[:, None]
-    return m2_from_sums(sums, steps, n, tau_s)
 
+    lam: float
+    prior: float = 0.0
+    prior_steps: float = 0.0
 
-def m2_from_sums(sums: torch.Tensor, steps: torch.Tensor | int, n: int, tau_s: float
-                 ) -> torch.Tensor:
-    """``m2`` in float units from ``sum_{tau<=t} sum_i y_i(tau)^2`` over ``steps`` steps."""
-    c = math.e / (tau_s * PSP_UNIT)
-    return (c * c) * (sums.to(torch.float64) / torch.as_tensor(steps * n, dtype=torch.float64))
+    def m2_from_sums(self, sums: torch.Tensor, steps: torch.Tensor | int, n: int,
+                     tau_s: float) -> torch.Tensor:
+        """``m2`` in float units from ``Q = sum_{tau<=t} sum_i y_i(tau)^2`` over ``steps``
+        steps of ``n`` inputs: ``c^2 Q / (steps n)``, or with a prior
+        ``(c^2 (Q / n) + n0 prior) / (steps + n0)``, ``c = e / (tau_s U)``; float64, in this
+        order of operations (``docs/netfile.md``)."""
+        c = math.e / (tau_s * PSP_UNIT)
+        q = sums.to(torch.float64)
+        if not self.prior_steps:
+            return (c * c) * (q / torch.as_tensor(steps * n, dtype=torch.float64))
+        n0 = float(self.prior_steps)
+        return ((c * c) * (q / float(n)) + n0 * float(self.prior)) / \
+            (torch.as_tensor(steps, dtype=torch.float64) + n0)
 
+    def gain(self, m2: torch.Tensor) -> torch.Tensor:
+        """Eq. 18's threshold factor ``sqrt(m2 + lambda)``."""
+        return torch.sqrt(m2 + self.lam)
 
-def threshold_gain(m2: torch.Tensor, lam: float) -> torch.Tensor:
-    """Eq. 18's dynamic-threshold factor ``sqrt(m2 + lambda)``."""
-    return torch.sqrt(m2 + lam)
+    def causal_m2(self, y: torch.Tensor, tau_s: float) -> torch.Tensor:
+        """``m2(t)`` of causal PSP-LN, float units, shape (T, N), from integer PSPs ``y``
+        (T, N, ...): the mean over steps <= t of ``mean_features a^2``,
+        ``a = (e/tau_s) y / U`` (with the prior, if any).
+
+        Exact integer sums, one float64 formula (the Lava moment process computes the
+        same)."""
+        T, N = y.shape[:2]
+        n = y[0, 0].numel()
+        sq = (y.to(torch.int64) ** 2).reshape(T, N, -1).sum(dim=2)
+        sums = torch.cumsum(sq, dim=0)
+        steps = torch.arange(1, T + 1, dtype=torch.int64, device=y.device)[:, None]
+        return self.m2_from_sums(sums, steps, n, tau_s)
 
 
 # --------------------------------------------------------------------------- CUBA

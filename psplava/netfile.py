@@ -19,6 +19,7 @@ Layout (netx's own; shapes are (C, H, W), Lava uses (W, H, C) = (x, y, f))::
                            SRM (psplava extension, version 2): vThMant, tauS, tauR,
                                   refractory ("exp" | "alpha"), psDecay, refDecay (12-bit)
     /layer/i/dynamicThreshold/lambda   causal PSP-LN (Eq. 18), SRM layers only
+    /layer/i/dynamicThreshold/{prior, priorSteps}   format 4: the running moment's prior
     /layer/i/quant/{scale, rel_rms_error, max_abs_error}
     /layer/i/skip/<n>      format 3, SRM layers: more inputs of the layer's neurons, summed
                            with its own synapse's: source (index of an earlier layer), mode
@@ -46,8 +47,11 @@ from typing import Any, Callable
 import numpy as np
 
 from psplava.errors import PsplavaError
+from psplava.loihi import DynamicThreshold
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+#: files with a dynamic threshold's prior need a reader of this version
+PRIOR_SINCE_VERSION = 4
 #: files with skip inputs (residual networks) need a reader of this version
 SKIP_SINCE_VERSION = 3
 #: 12-bit decays: 0 (none) .. 4096 (everything, each step)
@@ -75,7 +79,7 @@ class NetLayer:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     neuron: dict[str, Any] = field(default_factory=dict)
-    dynamic_threshold: dict[str, float] | None = None
+    dynamic_threshold: DynamicThreshold | None = None
     quant: dict[str, float] = field(default_factory=dict)
     delay: np.ndarray | None = None        # lava-dl's axonal delays (dense), steps
     skips: list[dict[str, Any]] = field(default_factory=list)  # format 3: more inputs
@@ -174,6 +178,38 @@ def _read(where: str, obj, name: str):
                            f"({str(exc).splitlines()[0]})") from None
 
 
+#: the dynamic threshold's file keys: (file key, DynamicThreshold field, positive?)
+_DYNAMIC_KEYS = (("lambda", "lam", True), ("prior", "prior", False),
+                 ("priorSteps", "prior_steps", False))
+
+
+def _read_dynamic(where: str, grp) -> DynamicThreshold:
+    unknown = sorted(set(grp.keys()) - {k for k, _, _ in _DYNAMIC_KEYS})
+    if unknown:
+        raise NetFileError(f"{where}: unknown fields {unknown}")
+    values = {}
+    for key, name, positive in _DYNAMIC_KEYS:
+        if key not in grp and key != "lambda":
+            continue
+        v = np.asarray(_need(where, grp, key), dtype=np.float64)
+        if v.size != 1 or not np.isfinite(v) or float(v) < 0 or (positive and float(v) == 0):
+            raise NetFileError(f"{where}: field {key!r} must be a "
+                               f"{'positive' if positive else 'non-negative'} number, got "
+                               f"{v.tolist()!r}")
+        values[name] = float(v)
+    if ("prior" in values) != ("prior_steps" in values):
+        raise NetFileError(f"{where}: fields 'prior' and 'priorSteps' go together")
+    return DynamicThreshold(**values)
+
+
+def _dynamic_group(dyn: DynamicThreshold | None) -> dict[str, float] | None:
+    """The file's keys of a dynamic threshold (a prior only when it has one)."""
+    if dyn is None:
+        return None
+    return {key: float(getattr(dyn, name)) for key, name, _ in _DYNAMIC_KEYS
+            if key == "lambda" or dyn.prior_steps}
+
+
 def _need(where: str, grp, name: str):
     if name not in grp:
         raise NetFileError(f"{where}: missing field {name!r}")
@@ -263,12 +299,8 @@ def _read_common(where, grp, layer: NetLayer) -> None:
     if "dynamicThreshold" in grp:
         if layer.neuron["type"] != "SRM":
             raise NetFileError(f"{where}: 'dynamicThreshold' needs an SRM neuron")
-        lam = np.asarray(_need(f"{where}/dynamicThreshold", grp["dynamicThreshold"], "lambda"),
-                         dtype=np.float64)
-        if lam.size != 1 or not np.isfinite(lam) or float(lam) <= 0:
-            raise NetFileError(f"{where}/dynamicThreshold: field 'lambda' must be a positive "
-                               f"number, got {lam.tolist()!r}")
-        layer.dynamic_threshold = {"lambda": float(lam)}
+        layer.dynamic_threshold = _read_dynamic(f"{where}/dynamicThreshold",
+                                                grp["dynamicThreshold"])
     if "skip" in grp:
         layer.skips = [_read_skip(f"{where}/skip/{k}", grp["skip"][k])
                        for k in sorted(grp["skip"].keys(), key=lambda k: (len(k), k))]
@@ -424,6 +456,10 @@ def _read_netfile(path: str | Path) -> NetFile:
     if version < SKIP_SINCE_VERSION and any(l.skips for l in layers):
         raise NetFileError(f"{path}: 'skip' inputs need format {SKIP_SINCE_VERSION}, the file "
                            f"says {version}")
+    if version < PRIOR_SINCE_VERSION and any(
+            l.dynamic_threshold is not None and l.dynamic_threshold.prior_steps for l in layers):
+        raise NetFileError(f"{path}: a dynamic threshold's 'prior' needs format "
+                           f"{PRIOR_SINCE_VERSION}, the file says {version}")
     if 0 < version < SRM_SINCE_VERSION and any(l.neuron.get("type") == "SRM" for l in layers):
         raise NetFileError(f"{path}: format {version} SRM layers use the PSP units of an older "
                            f"psplava (2**8 per spike); re-export the checkpoint with this "
@@ -510,6 +546,15 @@ def input_shape(net: NetFile) -> tuple[int, ...]:
                        "'input' or a 'dense' layer")
 
 
+def format_needed(layers: list[NetLayer]) -> int:
+    """The lowest format version that holds ``layers`` (readers of that version and later
+    read the file): 4 with a dynamic threshold's prior, else 3."""
+    if any(l.dynamic_threshold is not None and l.dynamic_threshold.prior_steps
+           for l in layers):
+        return PRIOR_SINCE_VERSION
+    return SKIP_SINCE_VERSION
+
+
 def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any]) -> None:
     """Write :class:`NetLayer` s -- the dataclass :func:`read_netfile` returns -- atomically.
 
@@ -527,7 +572,7 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
     mem = io.BytesIO()
     with atomic_path(path) as tmp:
         with h5py.File(mem, "w") as f:
-            f.attrs["psplava_format"] = FORMAT_VERSION
+            f.attrs["psplava_format"] = format_needed(layers)
             for k, v in attrs.items():
                 f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
             for i, layer in enumerate(layers):
@@ -548,7 +593,7 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                     for key, value in skip.items():
                         sg.create_dataset(key, data=np.asarray(value) if key != "mode" else value)
                 for sub, values in (("neuron", layer.neuron),
-                                    ("dynamicThreshold", layer.dynamic_threshold),
+                                    ("dynamicThreshold", _dynamic_group(layer.dynamic_threshold)),
                                     ("quant", layer.quant)):
                     if sub == "neuron" and (values or {}).get("implicit"):
                         continue  # netx's default neuron: written as lava-dl writes it

@@ -167,8 +167,8 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
                 * loihi.PSP_UNIT
         gain = None
         if layer.dynamic_threshold is not None:
-            m2 = loihi.causal_m2(y, float(layer.neuron["tauS"]))
-            gain = loihi.threshold_gain(m2, float(layer.dynamic_threshold["lambda"]))
+            dyn = layer.dynamic_threshold
+            gain = dyn.gain(dyn.causal_m2(y, float(layer.neuron["tauS"])))
         s, _ = loihi.srm_run(z, srm_hardware(layer.neuron), gain)
         s = s.reshape(s.shape[0], s.shape[1], *shape)
         spikes[layer.index] = s

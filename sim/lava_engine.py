@@ -351,14 +351,14 @@ def _build_srm(net_file, window: int | None):
                 else prev_out
         src_port.connect(syn.s_in)
         nxt = layers[i + 1].neuron["psDecay"] if i + 1 < len(layers) else None
-        lam = layer.dynamic_threshold["lambda"] if layer.dynamic_threshold else None
+        dyn = layer.dynamic_threshold
         bias = None
         if layer.bias is not None:
             bias = np.asarray(layer.bias).reshape(-1)
             if layer.type == "conv":  # per output channel, broadcast over (x, y)
                 bias = np.broadcast_to(bias, shape).copy()
         neuron = SRMLayer(shape=shape, hardware=srm_hardware(layer.neuron), bias=bias,
-                          lam=lam, out_ps_decay=None if nxt is None else int(nxt),
+                          dynamic=dyn, out_ps_decay=None if nxt is None else int(nxt),
                           window=window)
         syn.a_out.connect(neuron.a_in)
         for skip in layer.skips:   # format 3: residual inputs, summed at a_in
@@ -372,8 +372,9 @@ def _build_srm(net_file, window: int | None):
                 src.s_out.connect(sk.s_in)
                 sk.a_out.connect(neuron.a_in)
         made[layer.index] = (neuron, shape)
-        if lam is not None:
-            mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]), window=window)
+        if dyn is not None:
+            mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]), dynamic=dyn,
+                            window=window)
             prev_out.connect(mom.a_in)
             mom.m2_out.connect(neuron.m2_in)
         outs.append(neuron.spk_out)

@@ -50,7 +50,10 @@ def read(path):
                 L["neuron"] = {k: (_txt(g["neuron"][k]) if k in ("type", "refractory")
                                    else g["neuron"][k][()].item()) for k in g["neuron"]}
             if "dynamicThreshold" in g:
-                L["lambda"] = float(g["dynamicThreshold"]["lambda"][()])
+                d = g["dynamicThreshold"]
+                L["lambda"] = float(d["lambda"][()])
+                if "priorSteps" in d:
+                    L["prior"] = (float(d["prior"][()]), float(d["priorSteps"][()]))
             L["skips"] = []
             for j in sorted(g["skip"].keys(), key=int) if "skip" in g else []:
                 k = g["skip"][j]
@@ -148,7 +151,12 @@ def run(path, x: np.ndarray) -> list[np.ndarray]:
                             st[0][i], st[1][i] = (_round_decay(st[0][i] + inc, dq),
                                                   _round_decay(st[1][i] + st[0][i] + inc, dq))
                 z_hist.append(z)
-                m2 = (c * c) * (float(sq_sum) / float((t + 1) * n_in))
+                if "prior" in L:   # format 4: the running mean starts from a prior
+                    p_m2, n0 = L["prior"]
+                    m2 = ((c * c) * (float(sq_sum) / float(n_in)) + n0 * p_m2) / \
+                        (float(t + 1) + n0)
+                else:
+                    m2 = (c * c) * (float(sq_sum) / float((t + 1) * n_in))
                 for j in range(n_out):
                     zj = z[j] + bias[j]
                     if "lambda" in L:

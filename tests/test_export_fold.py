@@ -37,9 +37,11 @@ def simulate_float(layers: list[dict], x: torch.Tensor) -> list[torch.Tensor]:
         a = torch.from_numpy(kernels.alpha_filter(s.reshape(T, -1).numpy(), p.psp_decay,
                                                   p.psp_gain)).view(s.shape)
         gain = torch.ones(T, N, dtype=torch.float64)
-        if L["lam"] is not None:
-            m2 = a.square().reshape(T, N, -1).mean(dim=2).cumsum(dim=0)
-            gain = torch.sqrt(m2 / torch.arange(1, T + 1, dtype=a.dtype)[:, None] + L["lam"])
+        if L["lam"] is not None:   # a DynamicThreshold: lambda and an optional prior
+            d = L["lam"]
+            m2 = a.square().reshape(T, N, -1).mean(dim=2).cumsum(dim=0) + d.prior_steps * d.prior
+            steps = torch.arange(1, T + 1, dtype=a.dtype)[:, None] + d.prior_steps
+            gain = torch.sqrt(m2 / steps + d.lam)
         if L["kind"] == "conv":
             z = F.conv2d(a.reshape(T * N, *a.shape[2:]).permute(0, 3, 1, 2), L["weight"],
                          stride=L["stride"], padding=L["padding"])
@@ -74,11 +76,12 @@ ARCHS = {
 
 
 def _model(norm: str, refractory: str = "exp") -> SNN:
+    norm, _, prior = norm.partition("+")   # "+prior": causal PSP-LN's prior (8 steps)
     arch = ARCHS["psp" if norm.startswith(("psp", "causal")) else
                  "mem" if norm in ("bn", "tdbn", "bntt") else "none"]
     torch.manual_seed(1)
     m = SNN({"arch": arch, "norm": norm, "steps": 60, "init_gain": 1.5,
-             "srm": {"refractory": refractory}}).double()
+             "srm": {"refractory": refractory}, "prior_steps": 8.0 if prior else 0.0}).double()
     # non-trivial statistics: one training-mode pass, then randomised affine parameters
     x = (torch.rand(60, 3, 34, 34, 2, dtype=torch.float64) < 0.08).double()
     m.train()
@@ -106,7 +109,8 @@ def _layer_spikes(model: SNN, x: torch.Tensor) -> list[torch.Tensor]:
     return outs
 
 
-@pytest.mark.parametrize("norm", ["psp_bn", "causal_psp_ln", "bn", "tdbn", "none"])
+@pytest.mark.parametrize("norm", ["psp_bn", "causal_psp_ln", "causal_psp_ln+prior", "bn",
+                                  "tdbn", "none"])
 @pytest.mark.parametrize("refractory", ["exp", "alpha"])
 def test_folded_network_equals_normalized(norm, refractory):
     model = _model(norm, refractory)

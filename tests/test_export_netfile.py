@@ -13,7 +13,7 @@ import torch
 from psplava.cli import main
 from psplava.export.exporter import export_checkpoint
 from psplava import loihi
-from psplava.netfile import FORMAT_VERSION, read_netfile
+from psplava.netfile import FORMAT_VERSION, format_needed, read_netfile
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.model import SNN
 from psplava.train.trainer import save_checkpoint
@@ -58,7 +58,7 @@ def test_cuba_psp_bn_export_loads_in_stock_netx(tmp_path):
     assert len(net) == 3  # conv, conv, dense (input and flatten add no process)
     assert tuple(net.inp.shape) == (34, 34, 2) and tuple(net.out.shape) == (10,)
     f = read_netfile(out)
-    assert f.version == FORMAT_VERSION and [l.type for l in f.layers] == \
+    assert f.version == format_needed(f.layers) == 3 and [l.type for l in f.layers] == \
         ["input", "conv", "conv", "flatten", "dense"]
     # the PSP-BN scale is folded into the integer weights (input channels of layer 1)
     s = model.layers[1].pre.scale().numpy()
@@ -77,9 +77,10 @@ def test_srm_causal_export_and_cli(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(res["layers"]) == 3
     f = read_netfile(out)
-    assert f.layers[1].neuron["type"] == "SRM" and f.layers[1].dynamic_threshold == {"lambda": 0.1}
+    assert f.layers[1].neuron["type"] == "SRM" and \
+        f.layers[1].dynamic_threshold == loihi.DynamicThreshold(0.1)
     assert main(["inspect", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == FORMAT_VERSION
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == 3
 
 
 def test_format_1_srm_files_are_refused(tmp_path):

@@ -156,6 +156,7 @@ SCHEMA: dict[str, dict[str, _Field]] = {
         "neuron": _Field(str, choices=("srm", "cuba")),
         "norm": _Field(str, choices=_NORMS),
         "lam": _Field(float, above=0),
+        "prior_steps": _Field(float, lo=0),
         "init": _Field(str, choices=("theta", "paper")),
         "init_gain": _Field(float, above=0),
         "arithmetic": _Field(str, choices=("float", "loihi")),

@@ -1,4 +1,19 @@
-"""SRM -> CUBA conversion: the start of a fine-tune onto Loihi 2's stock neuron.
+"""Conversions that start a fine-tune: SRM -> CUBA, and an unnormalized model -> PSP norm.
+
+**Unnormalized -> PSP-BN / PSP-LN / causal PSP-LN** (:func:`add_psp_norm`, issue 21's
+warm start).  A layer with a PSP norm computes ``z = W' a / sqrt(m2 + lambda)``; the
+unnormalized source computes ``z = W a``.  The conversion measures ``m2`` of every layer's
+input PSP on a calibration batch run through the source and sets ``W' = W sqrt(M + lambda)``:
+
+- PSP-BN: ``M`` per input channel, also set as the running second moment, so the
+  converted network *in inference* computes exactly what the source computes;
+- PSP-LN and causal PSP-LN: ``M`` = the batch mean of the per-sample whole-window ``m2``
+  (a per-layer scalar): exact for a sample whose ``m2`` is the batch mean, close for the
+  rest, and the fine-tune learns the difference.
+
+Everything folds as before (the weights or the dynamic threshold), so the result deploys.
+
+**SRM -> CUBA**: the start of a fine-tune onto Loihi 2's stock neuron.
 
 Public Lava has no neuron microcode for SRM layers (``docs/loihi2.md``), so a model that
 must run on a chip today has to become CUBA.  The two neurons share their synaptic filter:
@@ -38,6 +53,60 @@ from psplava.train.model import NeuronKind, SNN
 from psplava.train.norm import NormKind
 
 _CONVERTIBLE_NORMS = (NormKind.NONE, NormKind.PSP_BN)
+
+
+def _same_layers(src: SNN, dst: SNN, source: str) -> None:
+    names = lambda m: {k: tuple(v.shape) for k, v in m.named_parameters()}  # noqa: E731
+    if names(src) != names(dst):
+        raise ConfigError(f"{source}: cannot convert: its layers differ from the config's "
+                          f"(architecture {src.spec.arch!r} against {dst.spec.arch!r})")
+
+
+def add_psp_norm(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | None,
+                 source: str = "checkpoint") -> dict[str, Any]:
+    """Load the unnormalized network ``src`` into ``dst`` (same neuron and layers, a PSP
+    norm), with the measured PSP scale folded into the weights (module docstring).
+    Returns a summary with each layer's measured ``m2`` (its mean over channels)."""
+    norm = NormKind(dst.spec.norm)
+    if NormKind(src.spec.norm) is not NormKind.NONE or not norm.on_psp:
+        raise ConfigError(f"{source}: a norm warm start goes from norm none to a PSP norm, "
+                          f"not {src.spec.norm} to {dst.spec.norm}")
+    if src.spec.neuron != dst.spec.neuron:
+        raise ConfigError(f"{source}: a norm warm start keeps the neuron "
+                          f"({src.spec.neuron} against {dst.spec.neuron})")
+    _same_layers(src, dst, source)
+    if any(layer.shortcut is not None for layer in dst.layers):
+        raise ConfigError(f"{source}: a norm warm start of residual blocks is not supported "
+                          "(the shortcut carries the normalized PSP, which the weights of "
+                          "the block cannot rescale)")
+    if calibration is None:
+        raise ConfigError(f"{source}: a norm warm start needs a calibration batch")
+    x = calibration()
+    src.eval()
+    summary: dict[str, Any] = {"kind": "norm warm start", "norm": norm.value,
+                               "layers": []}
+    with torch.no_grad():
+        outs = src.layer_spikes(x)
+        inputs = [x] + outs[:-1]
+        dst.load_state_dict(src.state_dict(), strict=False)
+        for i, (a, b) in enumerate(zip(src.layers, dst.layers)):
+            if b.pre is None:   # a layer written without the norm marker
+                summary["layers"].append({"m2": None})
+                continue
+            psp = a.normalized_input(inputs[i][: x.shape[0]]).double()  # src: no norm
+            if norm is NormKind.PSP_BN:
+                m2 = psp.square().mean(dim=tuple(range(psp.dim() - 1)))      # (C,)
+                b.pre.running_m2.copy_(m2.to(b.pre.running_m2))
+            else:
+                m2 = psp.square().transpose(0, 1).flatten(1).mean(dim=1).mean()  # scalar
+                if getattr(b.pre, "prior_steps", 0.0):  # causal PSP-LN's prior starts here
+                    b.pre.prior_m2.copy_(m2.to(b.pre.prior_m2))
+            gain = torch.sqrt(m2 + b.pre.lam)
+            if gain.dim():
+                gain = gain.view((1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1))
+            b.weight.copy_((a.weight.detach().double() * gain).to(b.weight))
+            summary["layers"].append({"m2": round(float(m2.mean()), 6)})
+    return summary
 
 
 def cuba_weight_gain(tau_s: float, theta_srm: float, theta_cuba: float) -> float:
@@ -98,7 +167,7 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
             s = inputs[i][: x.shape[0]]  # drop the loihi forward's latency padding
             m2s[i] = _spike_m2(s, layer.spec.kind == "dense")
     theta_c = float(dst.layers[0].neuron.params.threshold)
-    summary: dict[str, Any] = {"layers": []}
+    summary: dict[str, Any] = {"kind": "SRM -> CUBA", "layers": []}
     with torch.no_grad():
         for i, (a, b) in enumerate(zip(src.layers, dst.layers)):
             p = a.neuron.params

@@ -82,7 +82,7 @@ class LayerHardware:
     bias: torch.Tensor | None      # per output channel / feature (integer units)
     scale: float                   # k: integer units per float unit of the membrane input
     neuron: "loihi.SRMHardware | loihi.CubaHardware"
-    lam: float | None   # causal PSP-LN's dynamic threshold (Eq. 18)
+    dynamic: "loihi.DynamicThreshold | None"  # causal PSP-LN's threshold (Eq. 18)
     weight_float: torch.Tensor     # folded float weight (alpha gain included) before rounding
     stride: int = 1
     padding: int = 0
@@ -100,6 +100,7 @@ class ModelSpec:
     norm: str = "psp_ln"           # a NormKind value
     steps: int = 300               # T (BNTT needs it)
     lam: float = 0.1               # PSP-norm lambda
+    prior_steps: float = 0.0       # causal PSP-LN: pseudo-steps of a prior second moment
     init: str = "theta"            # "theta": W ~ N(0, (gain*theta)^2 / fan_in); "paper"
     init_gain: float = 1.0
     weight_scale: float = 10.0     # "paper" init: PyTorch default init x weight_scale
@@ -191,7 +192,7 @@ class SpikingLayer(nn.Module):
             raise ConfigError(f"residual blocks use PSP normalization (psp_bn, psp_ln, "
                               f"causal_psp_ln) or none, not {norm.value}")
         if spec.pre_norm and norm.on_psp:
-            self.pre = PSPNorm(norm, norm_channels, model.lam)
+            self.pre = PSPNorm(norm, norm_channels, model.lam, prior_steps=model.prior_steps)
         elif spec.pre_norm and norm.on_membrane:
             raise ConfigError(f"norm {norm.value} acts on the membrane: write the marker after "
                               f"the layer ('8c3n'), not before ('n8c3')")
@@ -255,9 +256,10 @@ class SpikingLayer(nn.Module):
                 handle.create_dataset(f"{name}/lambda", data=norm.lam)
 
     # ------------------------------------------------------------------ deployment form
-    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None, float | None]:
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None,
+                              "loihi.DynamicThreshold | None"]:
         """The layer with its normalization folded (eval semantics), float64, differentiable
-        in the weights: ``(weight, bias, lam)``.
+        in the weights: ``(weight, bias, dynamic threshold)``.
 
         - PSP-BN: ``a_hat = a s_c``, ``s_c = (m2_c + lambda)^-1/2`` (running statistics), so
           ``W a_hat = W' a`` with ``W'[o, c, ...] = W[o, c, ...] s_c``.  Exact.
@@ -278,7 +280,7 @@ class SpikingLayer(nn.Module):
                 s = torch.rsqrt(self.pre.running_m2.double() + self.pre.lam)
                 w = w * (s.view(1, -1, 1, 1) if conv else s.view(1, -1))
             elif self.pre.kind is NormKind.CAUSAL_PSP_LN:
-                dyn = float(self.pre.lam)
+                dyn = self.pre.dynamic_threshold()
             else:
                 raise FoldError("whole-window PSP-LN uses statistics of the whole recording, "
                                 "which a chip cannot know in advance; train or fine-tune with "
@@ -333,9 +335,9 @@ class SpikingLayer(nn.Module):
         return w * self.neuron.params.psp_gain
 
     def deployed_float(self, first_pre: "PSPNorm | None" = None
-                       ) -> tuple[torch.Tensor, torch.Tensor | None, float | None,
-                                  torch.Tensor | None]:
-        """``(weight, bias, lam, shortcut weight)`` as the chip sees them, in float: the
+                       ) -> tuple[torch.Tensor, torch.Tensor | None,
+                                  "loihi.DynamicThreshold | None", torch.Tensor | None]:
+        """``(weight, bias, dynamic threshold, shortcut weight)`` as the chip sees them, in float: the
         folded layer (:meth:`folded`), pooling folded into a dense weight, the alpha PSP's
         gain folded into SRM weights, and the folded shortcut; differentiable."""
         w, bias, dyn = self.folded()
@@ -378,7 +380,7 @@ class SpikingLayer(nn.Module):
         bq = None if bias is None else ste(torch.round(bias.detach() * scale), bias * scale)
         sq = None if ws is None else ste(loihi.quantize_weight(ws.detach() * scale), ws * scale)
         return LayerHardware(kind=self.spec.kind, weight=wq, bias=bq, scale=scale,
-                             neuron=self.neuron.hardware(scale), lam=dyn,
+                             neuron=self.neuron.hardware(scale), dynamic=dyn,
                              weight_float=w.detach(), stride=self.spec.stride,
                              padding=self.spec.kernel // 2 if self.spec.kind == "conv" else 0,
                              shortcut=self.shortcut, short_weight=sq,
@@ -398,13 +400,19 @@ class SpikingLayer(nn.Module):
             y = s.float()  # spikes: 0/1
         if self.spec.kind == "dense" and y.dim() > 3:
             y = y.flatten(2)
-        if self.training and self.pre is not None and self.pre.kind is NormKind.PSP_BN:
-            # PSP-BN keeps tracking its running statistics (used from the next step on)
+        if self.training and self.pre is not None and (
+                self.pre.kind is NormKind.PSP_BN or self.pre.prior_steps):
+            # PSP-BN keeps tracking its running statistics, causal PSP-LN its prior (used
+            # from the next step on)
             a = y.detach().double() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
                 if self.neuron_kind is NeuronKind.SRM else y.detach().double()
             if self.spec.pool is not None:
                 a = self._pool(a)
-            self.pre.track(a.flatten(2) if self.spec.kind == "dense" else a)
+            a = a.flatten(2) if self.spec.kind == "dense" else a
+            if self.pre.kind is NormKind.PSP_BN:
+                self.pre.track(a)
+            else:
+                self.pre.track_prior(a)
         T, N = y.shape[:2]
         x_range = loihi_ops.psp_range(tau_s) if self.neuron_kind is NeuronKind.SRM else (0, 1)
         if self.spec.kind == "conv":
@@ -421,8 +429,8 @@ class SpikingLayer(nn.Module):
         if self.neuron_kind is NeuronKind.SRM:
             zb = z if hw.bias is None else z + hw.bias * loihi.PSP_UNIT
             gain = None
-            if hw.lam is not None:
-                gain = self._dynamic_gain(y, tau_s, hw.lam)
+            if hw.dynamic is not None:
+                gain = self._dynamic_gain(y, tau_s, hw.dynamic)
             out = loihi_ops.srm_spikes(zb, gain, hw.neuron, hw.scale * loihi.PSP_UNIT,
                                        tau_rho, scale_rho)
         else:
@@ -432,12 +440,14 @@ class SpikingLayer(nn.Module):
         return out.to(s.dtype), z  # spikes are 0/1: exact in the input's dtype
 
     @staticmethod
-    def _dynamic_gain(y: torch.Tensor, tau_s: float, lam: float) -> torch.Tensor:
+    def _dynamic_gain(y: torch.Tensor, tau_s: float, dyn: loihi.DynamicThreshold
+                      ) -> torch.Tensor:
         """``sqrt(m2(t) + lambda)`` (T, N): the exact value of the file's moment process,
         with the gradient of the same float formula."""
-        exact = loihi.threshold_gain(loihi.causal_m2(y.detach().to(torch.int64), tau_s), lam)
-        m2 = causal_second_moment(y * (math.e / (tau_s * loihi.PSP_UNIT)))  # float PSP units
-        return ste(exact, torch.sqrt(m2 + lam))
+        exact = dyn.gain(dyn.causal_m2(y.detach().to(torch.int64), tau_s))
+        m2 = causal_second_moment(y * (math.e / (tau_s * loihi.PSP_UNIT)),  # float PSP units
+                                  dyn.prior, dyn.prior_steps)
+        return ste(exact, dyn.gain(m2))
 
     def _synapse(self, a: torch.Tensor, w: torch.Tensor, stride: int, padding: int
                  ) -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from psplava import loihi
 from psplava.train import kernels
 
 #: set while a checkpointed block is recomputed in the backward pass: the forward pass
@@ -134,17 +135,24 @@ def raw_moment_norm(a: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch
     return _RawMomentNorm.apply(a, tuple(dims), lam)
 
 
-def causal_second_moment(a: torch.Tensor) -> torch.Tensor:
+def causal_second_moment(a: torch.Tensor, prior: torch.Tensor | float = 0.0,
+                         prior_steps: float = 0.0) -> torch.Tensor:
     """``m2(t)`` of causal PSP-LN, shape (T, N): ``mean_{spatial,C} a^2`` averaged over
-    steps <= t -- what a chip can accumulate online."""
+    steps <= t -- what a chip can accumulate online.  With a prior (``prior_steps`` > 0)
+    the average starts from ``prior_steps`` pseudo-steps of second moment ``prior``:
+    ``m2(t) = (sum_{tau<=t} m2_tau + n0 prior) / (t + n0)`` (the early steps, which have
+    seen few events, are not amplified)."""
     per_step = a.square().flatten(2).mean(dim=2)  # (T, N)
     steps = torch.arange(1, a.shape[0] + 1, dtype=a.dtype, device=a.device)[:, None]
+    if prior_steps:
+        return (per_step.cumsum(dim=0) + prior_steps * prior) / (steps + prior_steps)
     return per_step.cumsum(dim=0) / steps
 
 
-def causal_raw_moment_norm(a: torch.Tensor, lam: float) -> torch.Tensor:
+def causal_raw_moment_norm(a: torch.Tensor, lam: float, prior: torch.Tensor | float = 0.0,
+                           prior_steps: float = 0.0) -> torch.Tensor:
     """Causal PSP-LN: ``a(t) / sqrt(m2(t) + lam)`` per sample (autograd through cumsum)."""
-    scale = torch.rsqrt(causal_second_moment(a) + lam)
+    scale = torch.rsqrt(causal_second_moment(a, prior, prior_steps) + lam)
     return a * scale.view(*scale.shape, *([1] * (a.dim() - 2)))
 
 
@@ -152,19 +160,26 @@ class PSPNorm(nn.Module):
     """PSP-BN, PSP-LN or causal PSP-LN on a PSP tensor (T, N, ..., C)."""
 
     def __init__(self, kind: NormKind, channels: int, lam: float = 0.1,
-                 momentum: float = 0.1) -> None:
+                 momentum: float = 0.1, prior_steps: float = 0.0) -> None:
         super().__init__()
         if not NormKind(kind).on_psp:
             raise ValueError(f"{kind} is not a PSP normalization")
         self.kind, self.lam, self.momentum = NormKind(kind), float(lam), float(momentum)
+        self.prior_steps = float(prior_steps) if self.kind is NormKind.CAUSAL_PSP_LN else 0.0
         if self.kind is NormKind.PSP_BN:
             self.register_buffer("running_m2", torch.ones(channels))
+        if self.prior_steps:
+            # causal PSP-LN's prior: the running mean of the per-sample whole-window m2
+            self.register_buffer("prior_m2", torch.ones(()))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         if self.kind is NormKind.PSP_LN:
             per_sample = tuple(d for d in range(a.dim()) if d != 1)  # all but N
             return raw_moment_norm(a, per_sample, self.lam)
         if self.kind is NormKind.CAUSAL_PSP_LN:
+            if self.prior_steps:
+                self.track_prior(a)
+                return causal_raw_moment_norm(a, self.lam, self.prior_m2, self.prior_steps)
             return causal_raw_moment_norm(a, self.lam)
         dims = tuple(range(a.dim() - 1))  # all but channels
         if self.training and _world() > 1:
@@ -185,9 +200,24 @@ class PSPNorm(nn.Module):
         with torch.no_grad():
             self._update(a.square().mean(dim=tuple(range(a.dim() - 1))))
 
+    def track_prior(self, a: torch.Tensor) -> None:
+        """Causal PSP-LN with a prior, in training: the prior follows the batch mean of the
+        per-sample whole-window second moment (not while a block is recomputed)."""
+        if self.training and not _FROZEN.get():
+            with torch.no_grad():
+                m2 = a.detach().square().transpose(0, 1).flatten(1).mean(dim=1).mean()
+                self.prior_m2.mul_(1 - self.momentum).add_(self.momentum * m2.to(self.prior_m2))
+
     def _update(self, m2: torch.Tensor) -> None:
         with torch.no_grad():
             self.running_m2.mul_(1 - self.momentum).add_(self.momentum * m2.to(self.running_m2))
+
+    def dynamic_threshold(self) -> loihi.DynamicThreshold:
+        """Causal PSP-LN as the chip runs it: Eq. 18's threshold factor with this norm's
+        lambda and prior."""
+        if not self.prior_steps:
+            return loihi.DynamicThreshold(self.lam)
+        return loihi.DynamicThreshold(self.lam, float(self.prior_m2), self.prior_steps)
 
     def scale(self) -> torch.Tensor:
         """PSP-BN's inference scale per channel, ``1 / sqrt(running_m2 + lambda)``."""

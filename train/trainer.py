@@ -27,6 +27,7 @@ from psplava.data import dataset_from_config, make_dataset, train_val_split
 from psplava.errors import ConfigError, PsplavaError, atomic_path
 from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
 from psplava.train.model import SNN
+from psplava.train.norm import NormKind
 from psplava.device import describe, resolve_device
 from psplava.train.runtime import Runtime
 
@@ -118,20 +119,26 @@ def init_from_checkpoint(model: SNN, path: str | Path,
     (:mod:`psplava.train.convert`; PSP-BN is calibrated on ``calibration()``'s batch).
     Returns the conversion's summary, or None."""
     ckpt = load_checkpoint(path)
+    if ckpt["model_spec"].get("norm", "none") == NormKind.NONE.value and \
+            NormKind(model.spec.norm).on_psp:
+        from psplava.train.convert import add_psp_norm
+
+        return add_psp_norm(model_from_checkpoint(ckpt), model, calibration, str(path))
     if ckpt["model_spec"].get("neuron", "srm") != model.spec.neuron:
         from psplava.train.convert import srm_to_cuba
 
         return srm_to_cuba(model_from_checkpoint(ckpt), model, calibration, str(path))
     own = model.state_dict()
     theirs = ckpt["model"]
-    missing = sorted(set(own) - set(theirs))
+    # a causal PSP-LN prior that the source lacks starts at 1 and follows the fine-tune
+    missing = sorted(k for k in set(own) - set(theirs) if not k.endswith(".pre.prior_m2"))
     extra = sorted(set(theirs) - set(own))
     shapes = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
     if missing or extra or shapes:
         raise ConfigError(f"{path}: cannot initialise from this checkpoint: parameters "
                           f"missing {missing[:4]}, unexpected {extra[:4]}, of another shape "
                           f"{shapes[:4]} (the architecture or the kind of norm differs)")
-    model.load_state_dict(theirs)
+    model.load_state_dict(theirs, strict=False)
     return None
 
 
@@ -501,8 +508,12 @@ def _init_fine_tune(model: SNN, cfg: dict[str, Any], full, tr_idx, va_idx, out: 
     model.to(rt.device)
     log(f"initialised from {t['init_from']} (neuron {model.spec.neuron}, arithmetic "
         f"{model.spec.arithmetic}, norm {model.spec.norm})"
-        + (" by SRM -> CUBA conversion" if conversion else ""))
-    if conversion and not conversion["decays_match"]:
+        + (f" by {conversion['kind']} conversion" if conversion else ""))
+    if conversion and conversion["kind"] == "norm warm start":
+        log("norm warm start: measured input m2 per layer "
+            + ", ".join("-" if r["m2"] is None else f"{r['m2']:.3g}"
+                        for r in conversion["layers"]))
+    if conversion and conversion.get("decays_match") is False:
         log(f"note: model.cuba current/voltage decays {conversion['current_decay']}/"
             f"{conversion['voltage_decay']} differ from "
             f"{conversion['matching_decay']:.4f}, the decay that matches the SRM "

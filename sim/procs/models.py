@@ -164,7 +164,7 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
         shape = proc_params["shape"]
         self.shape = shape
         self.window = proc_params["window"]
-        self.lam = proc_params["lam"]
+        self.dynamic = proc_params["dynamic"]
         self.hw = proc_params["hardware"]
         self.state = loihi.SRMState(shape, self.hw)
         bias = proc_params["bias"]
@@ -182,8 +182,8 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
         self.z_out.send(z.numpy().astype(np.int32))   # read by membrane skips, same step
         z = z + self.bias
         gain = None
-        if self.lam is not None:
-            gain = loihi.threshold_gain(torch.from_numpy(self.m2_in.recv()[:1]), self.lam)[0]
+        if self.dynamic is not None:
+            gain = self.dynamic.gain(torch.from_numpy(self.m2_in.recv()[:1]))[0]
         s = self.state.step(z, gain)
         if self.dq is not None:
             self.px, self.py = loihi.psp_step(self.px, self.py, s, self.dq)
@@ -203,6 +203,7 @@ class PyPSPMomentFixed(_Windowed, PyLoihiProcessModel):
         self.n = int(np.prod(proc_params["shape"]))
         self.window = proc_params["window"]
         self.tau_s = float(proc_params["tau_s"])
+        self.dynamic = proc_params["dynamic"]
         self.sq_sum = torch.zeros(1, dtype=torch.int64)
         self.count = 0
         self.buf = np.zeros(1, np.float64)
@@ -216,7 +217,8 @@ class PyPSPMomentFixed(_Windowed, PyLoihiProcessModel):
         self.sq_sum = self.sq_sum + torch.sum(y * y)
         self.count += 1
         # m2 of the PSP at the next step: count + 1 steps including step 0 (a = 0)
-        self.buf = loihi.m2_from_sums(self.sq_sum, self.count + 1, self.n, self.tau_s).numpy()
+        self.buf = self.dynamic.m2_from_sums(self.sq_sum, self.count + 1, self.n,
+                                             self.tau_s).numpy()
 
 
 @implements(proc=FileSource, protocol=LoihiProtocol)

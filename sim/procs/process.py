@@ -32,13 +32,14 @@ class SRMLayer(AbstractProcess):
     """
 
     def __init__(self, *, shape: tuple[int, ...], hardware, bias=None,
-                 lam: float | None = None, out_ps_decay: int | None = None,
+                 dynamic=None, out_ps_decay: int | None = None,
                  window: int | None = None, **kwargs: Any) -> None:
-        """``hardware``: :class:`psplava.loihi.SRMHardware`; ``out_ps_decay``: the 12-bit
+        """``hardware``: :class:`psplava.loihi.SRMHardware`; ``dynamic``: the layer's
+        :class:`psplava.loihi.DynamicThreshold` or None; ``out_ps_decay``: the 12-bit
         decay of the PSP this layer sends (the *next* layer's ``psDecay``; None for the
         output layer); ``window``: see :mod:`psplava.sim.procs`."""
         super().__init__(shape=shape, hardware=hardware, bias=bias,
-                         lam=lam, out_ps_decay=out_ps_decay, window=window, **kwargs)
+                         dynamic=dynamic, out_ps_decay=out_ps_decay, window=window, **kwargs)
         self.a_in = InPort(shape=shape)
         self.m2_in = InPort(shape=(1,))
         self.s_out = OutPort(shape=shape)
@@ -51,9 +52,9 @@ class PSPMoment(AbstractProcess):
     PSPs online and sends ``m2`` (Eq. 18's second moment), buffered one step like a synapse.
     """
 
-    def __init__(self, *, shape: tuple[int, ...], tau_s: float, window: int | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(shape=shape, tau_s=tau_s, window=window, **kwargs)
+    def __init__(self, *, shape: tuple[int, ...], tau_s: float, dynamic,
+                 window: int | None = None, **kwargs: Any) -> None:
+        super().__init__(shape=shape, tau_s=tau_s, dynamic=dynamic, window=window, **kwargs)
         self.a_in = InPort(shape=shape)
         self.m2_out = OutPort(shape=(1,))
 
