@@ -7,8 +7,9 @@ started from (``train.init_from`` of its config; for a model trained from scratc
 arithmetic, the same weights evaluated in float arithmetic) and the fine-tuned checkpoint in
 loihi arithmetic and in float arithmetic (the same weights: the arithmetic's own effect), all with ``psplava evaluate --split val`` (the 100 recordings the runs
 held out); then ``psplava export best.pt -o model.net``, ``psplava sim model.net --split val
---engine reference --compare best.pt`` (all 100) and the same with ``--engine lava`` on the
-first ``--lava-samples``.  Writes ``results/deployed/<name>/summary.json`` and prints a
+--engine reference --compare best.pt`` (all 100), the same with ``--engine lava`` on the
+first ``--lava-samples``, and ``psplava deploy model.net --plan --split val --limit 20``'s
+energy estimate per sample (read by ``psplava report --deployed``).  Writes ``results/deployed/<name>/summary.json`` and prints a
 Markdown table (the README's).
 
 ``--base results/converted`` measures SRM -> CUBA conversions the same way
@@ -60,6 +61,8 @@ def measure(name: str, lava_samples: int, base: str = "results/deployed") -> dic
                  "--compare", str(ckpt), "--json"])
     lava = _json(["sim", str(net), "--split", "val", "--engine", "lava", "--limit",
                   str(lava_samples), "--compare", str(ckpt), "--json"])
+    # the deploy plan's energy estimate on the same held-out recordings (first 20)
+    dep = _json(["deploy", str(net), "--plan", "--split", "val", "--limit", "20", "--json"])
     res = {"name": name, "float_source": float_source, "float_accuracy": flt["accuracy"],
            "loihi_accuracy": loihi["accuracy"], "loihi_arithmetic": loihi["arithmetic"],
            "float_same_weights_accuracy": same["accuracy"],
@@ -70,7 +73,9 @@ def measure(name: str, lava_samples: int, base: str = "results/deployed") -> dic
            "float_model_mismatches_total": ref["mismatches"]["float_total"],
            "spikes_per_layer_reference": ref["spikes_per_layer"],
            "weight_rel_rms_error": [r["weight_rel_rms_error"] for r in exp["layers"]],
-           "firing_rates_loihi": loihi["firing_rates"], "seconds": round(time.time() - t0)}
+           "firing_rates_loihi": loihi["firing_rates"],
+           "energy_uj_per_sample": dep["estimate"]["energy_uj_per_sample"],
+           "energy_samples": 20, "seconds": round(time.time() - t0)}
     if (ROOT / run / "start.json").is_file():
         st = json.loads((ROOT / run / "start.json").read_text())
         res.update(start_accuracy=st["val_accuracy"], start_samples=st["val_samples"],

@@ -31,9 +31,9 @@ run "truncating instead of rounding a decay" psplava/loihi.py \
   'return torch.sign(p) * ((p.abs() + (DECAY_UNITY >> 1)) >> DECAY_SHIFT)' \
   'return torch.sign(p) * (p.abs() >> DECAY_SHIFT)'
 run "dynamic threshold uses m2 of the previous step" psplava/loihi.py \
-  '    return m2_from_sums(sums, steps, n, tau_s)' \
-  '    m2 = m2_from_sums(sums, steps, n, tau_s)
-    return torch.cat([torch.zeros_like(m2[:1]), m2[:-1]])'
+  '        return self.m2_from_sums(sums, steps, n, tau_s)' \
+  '        m2 = self.m2_from_sums(sums, steps, n, tau_s)
+        return torch.cat([torch.zeros_like(m2[:1]), m2[:-1]])'
 # residual networks (issue 9): each guarded by tests/test_residual.py
 run "exporter drops the skip inputs" export/exporter.py \
   'entry.skips = [{"source": src, "mode": "membrane"}]' 'entry.skips = []' tests/test_residual.py
@@ -74,3 +74,37 @@ run "numba halves recombined with 255" psplava/loihi_kernels.py \
 run "numba SRM spike strictly above threshold" psplava/loihi_kernels.py \
   'spike = np.int64(z[t, n, f]) + r >= theta' 'spike = np.int64(z[t, n, f]) + r > theta' \
   tests/test_loihi_kernels.py
+# causal PSP-LN's prior and the norm warm start (issue 21): tests/test_causal_prior.py
+run "dynamic threshold drops its prior" psplava/loihi.py \
+  'return ((c * c) * (q / float(n)) + n0 * float(self.prior)) /' \
+  'return ((c * c) * (q / float(n)) + 0.0 * float(self.prior)) /' tests/test_causal_prior.py
+run "norm warm start without the folded PSP scale" train/convert.py \
+  'b.weight.copy_((a.weight.detach().double() * gain).to(b.weight))' \
+  'b.weight.copy_(a.weight.detach().to(b.weight))' tests/test_causal_prior.py
+# issue 19's list: each value of the integer model, guarded by the tests named
+run "no 24-bit wrap of the conv output" psplava/loihi.py \
+  '    return torch.remainder(z + base // 2, base) - base // 2' '    return z' \
+  tests/test_loihi_exact.py
+run "CUBA decay rounds instead of truncating" psplava/loihi.py \
+  '        return torch.trunc(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' \
+  '        return torch.round(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' tests/test_loihi_exact.py
+run "SRM spike strictly above threshold (torch step)" psplava/loihi.py \
+  '            s = z.to(torch.int64) + r >= self.theta' \
+  '            s = z.to(torch.int64) + r > self.theta' tests/test_loihi_exact.py
+run "PSP message without the +128 rounding" psplava/loihi.py \
+  '    return (y + (1 << (PSP_MSG_SHIFT - 1))) >> PSP_MSG_SHIFT' '    return y >> PSP_MSG_SHIFT' \
+  tests/test_loihi_exact.py
+run "dense weights in (H, W, C) instead of netx's (C, H, W) order" export/exporter.py \
+  '    return np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)' \
+  '    return np.arange(h * w * c)' tests/test_export_netfile.py
+run "weights rounded to all integers, not even ones" psplava/loihi.py \
+  'WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 2' 'WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 1' \
+  tests/test_export_netfile.py
+run "main-path PSP-BN scale not folded" train/model.py \
+  '                w = w * (s.view(1, -1, 1, 1) if conv else s.view(1, -1))' '                pass' \
+  tests/test_export_fold.py
+run "Lava SRM layer keeps its state across samples" sim/procs/models.py \
+  '            self.state = loihi.SRMState(self.shape, self.hw)' '            pass' tests/test_sim.py
+run "PSP-LN backward without the projection term" train/norm.py \
+  '        grad = r * (g - a_hat * (g * a_hat).mean(dim=ctx.dims, keepdim=True))' \
+  '        grad = r * g' tests/test_train_neuron.py

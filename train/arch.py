@@ -179,8 +179,3 @@ def resnet_arch(depth: int, input_shape: str = "34x34x2", widths: tuple[int, int
     stage1 = f"{{r{w1}}}*{n}" if n > 1 else f"r{w1}"
     stage2 = f"r{w2}s2" + (f"-{{r{w2}}}*{n - 1}" if n > 1 else "")
     return f"{input_shape}-n{w1}c3-{stage1}-{stage2}-n{classes}"
-
-
-def depth(layers: list[LayerSpec]) -> int:
-    """Layers with weights, as ResNet-N counts them (projection shortcuts not counted)."""
-    return len(layers)

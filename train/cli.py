@@ -79,7 +79,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from psplava.train.report import make_report
 
-    res = make_report(args.runs, args.out)
+    res = make_report(args.runs, args.out, deployed=args.deployed)
     print(res["table"])
     print(f"wrote {res['markdown']}, {res['curves']}, {res['firing_rates']}")
     return 0
@@ -150,6 +150,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("report", help="curves, firing rates and a Markdown table of runs")
-    p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--out", default="report", help="output directory")
+    p.add_argument("runs", nargs="+", help="run directories, or sweep folders (sweep.json)")
+    p.add_argument("--out", default="report", help="output directory (default: report)")
+    p.add_argument("--deployed", default=None, metavar="DIR",
+                   help="also plot accuracy against energy of DIR/<name>/summary.json "
+                        "(scripts/deployed_report.py), e.g. results/deployed")
     p.set_defaults(func=_cmd_report)

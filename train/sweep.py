@@ -181,7 +181,7 @@ def run_sweep(config: str, grid_items: list[str], out: str | Path, parallel: int
     if finished:
         from psplava.train.report import make_report
 
-        res = make_report(finished, out / "report")
+        res = make_report([out], out / "report")
         log(f"[sweep] report: {res['markdown']}")
     if failed:
         raise ConfigError(f"sweep: {len(failed)} point(s) failed: {', '.join(failed)}")
