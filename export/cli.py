@@ -12,7 +12,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from psplava.train.trainer import load_checkpoint
 
     from psplava.device import resolve_device
+    from psplava.errors import check_output
 
+    check_output(args.output, (args.checkpoint,), (f".{args.format}",))
     if args.device is not None:
         resolve_device(args.device)  # a bad device is refused before any work
     norm = NormKind(load_checkpoint(args.checkpoint)["model_spec"].get("norm", "psp_ln"))

@@ -26,6 +26,29 @@ class ConfigError(PsplavaError):
     """A configuration value is missing or invalid."""
 
 
+def check_output(output: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
+                 suffixes: tuple[str, ...] = (), what: str = "output") -> Path:
+    """Refuse an output path that would destroy an input or that names another format:
+    the same file as an input (hard links and symlinks included), an existing directory,
+    or a suffix outside ``suffixes`` (when given).  Returns the path."""
+    out = Path(output)
+    if out.is_dir():
+        raise PsplavaError(f"{out}: the {what} is a directory; give a file name")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise PsplavaError(f"{out}: the {what} must end with {' or '.join(suffixes)} "
+                           f"(the suffix says another format)")
+    for src in inputs:
+        src = Path(src)
+        try:
+            same = out.exists() and src.exists() and os.path.samefile(out, src)
+        except OSError:
+            same = False
+        if same or out.resolve() == src.resolve():
+            raise PsplavaError(f"{out}: the {what} is the input {src}; writing it would "
+                               f"destroy the input")
+    return out
+
+
 def _umask() -> int:
     """The process's umask (read by setting and restoring it)."""
     mask = os.umask(0o022)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from psplava.device import describe, resolve_device
-from psplava.errors import PsplavaError, atomic_path
+from psplava.errors import PsplavaError, atomic_path, check_output
 
 
 #: largest input (elements x steps) ``sim --input`` accepts
@@ -87,6 +87,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     if args.input:
         if args.output is None:
             raise PsplavaError("--input needs --output")
+        check_output(args.output, (args.model, args.input), (".npy",))
         x = _load_input(args.input)
         steps = args.steps or x.shape[-1]
         if steps * (x.size // max(x.shape[-1], 1)) > MAX_INPUT_ELEMENTS:
