@@ -92,8 +92,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}")
     cfg = deep_merge(DEFAULTS, data)
-    cfg = apply_set(cfg, overrides or [])
     validate(cfg, str(path))
+    if overrides:   # checked again: an error now comes from a --set, and says so
+        cfg = apply_set(cfg, overrides)
+        validate(cfg, "--set")
     return cfg
 
 
@@ -196,6 +198,10 @@ _NESTED = {
 def validate(cfg: dict[str, Any], source: str) -> None:
     """Check every key of the config against :data:`SCHEMA` (unknown keys refused), the
     architecture string and the neuron parameters; one :class:`ConfigError` line each."""
+    top = set(cfg) - set(SCHEMA) - {"name", "description"}
+    if top:
+        raise ConfigError(f"{source}: unknown top-level keys {sorted(top)} (sections: "
+                          f"{sorted(SCHEMA)}; a --set key is SECTION.KEY, e.g. train.epochs)")
     for section, fields in SCHEMA.items():
         values = cfg.get(section)
         if not isinstance(values, dict):
