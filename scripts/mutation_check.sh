@@ -104,7 +104,7 @@ run "main-path PSP-BN scale not folded" train/model.py \
   '                w = w * (s.view(1, -1, 1, 1) if conv else s.view(1, -1))' '                pass' \
   tests/test_export_fold.py
 run "Lava SRM layer keeps its state across samples" sim/procs/models.py \
-  '            self.state = loihi.SRMState(self.shape, self.hw)' '            pass' tests/test_sim.py
+  '            self.state = loihi.SRMState(self.shape, self.hw)' '            pass' tests/test_causal_prior.py
 run "PSP-LN backward without the projection term" train/norm.py \
   '        grad = r * (g - a_hat * (g * a_hat).mean(dim=ctx.dims, keepdim=True))' \
   '        grad = r * g' tests/test_train_neuron.py
