@@ -15,6 +15,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from psplava.errors import check_output
 
     check_output(args.output, (args.checkpoint,), (f".{args.format}",))
+    if args.k_max is not None:
+        from psplava import loihi
+        from psplava.errors import PsplavaError
+
+        try:
+            loihi.check_k_max(args.k_max, "--k-max")
+        except ValueError as exc:
+            raise PsplavaError(str(exc)) from None
     if args.device is not None:
         resolve_device(args.device)  # a bad device is refused before any work
     norm = NormKind(load_checkpoint(args.checkpoint)["model_spec"].get("norm", "psp_ln"))

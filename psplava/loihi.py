@@ -93,6 +93,22 @@ class Refractory(str, Enum):
 
 
 # --------------------------------------------------------------------------- quantization
+#: the range of ``k_max`` (a power of two): 2**-12 .. 2**16
+K_MAX_RANGE = (2.0 ** -12, 2.0 ** 16)
+
+
+def check_k_max(k_max: float, where: str = "k_max") -> float:
+    """``k_max`` as the scale rule needs it: a finite power of two in :data:`K_MAX_RANGE`
+    (``ValueError`` naming ``where`` otherwise).  A power of two keeps every scale the rule
+    picks a power of two (a shift on the chip)."""
+    k = float(k_max)
+    lo, hi = K_MAX_RANGE
+    if not math.isfinite(k) or not lo <= k <= hi or math.frexp(k)[0] != 0.5:
+        raise ValueError(f"{where} must be a power of two from 2**-12 to 2**16 (lava-dl uses "
+                         f"64, psplava's default is {K_MAX:g}), got {k_max!r}")
+    return k
+
+
 def choose_scale(w_abs_max: float, theta: float, k_max: float = K_MAX,
                  theta_k_max: float = VTH_MANT_MAX) -> float:
     """The largest power-of-two scale <= k_max keeping weights and threshold in range."""

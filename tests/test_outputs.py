@@ -51,3 +51,17 @@ def test_sim_refuses_to_write_over_the_network_or_the_input(tmp_path, capsys):
     assert "destroy the input" in capsys.readouterr().err
     assert _bytes(net) == before and _bytes(x) == xb
     assert main(["sim", str(net), "--input", str(x), "--output", str(tmp_path / "y.npy")]) == 0
+
+
+def test_export_k_max_is_bounded(tmp_path, capsys):
+    """Before: inf never ended, 0 / -1 / nan gave tracebacks, 3 gave a scale that is not a
+    power of two (31 % weight error, no warning)."""
+    ckpt, _ = _checkpoint(tmp_path, "srm", "psp_bn")
+    for bad in ("inf", "0", "-1", "nan", "3", "1e9"):
+        out = tmp_path / f"k{bad}.net"
+        assert main(["export", str(ckpt), "-o", str(out), "--k-max", bad,
+                     "--eval-samples", "0"]) == 2, bad
+        assert "--k-max must be a power of two" in capsys.readouterr().err
+        assert not out.exists()
+    assert main(["export", str(ckpt), "-o", str(tmp_path / "k64.net"), "--k-max", "64",
+                 "--eval-samples", "0"]) == 0

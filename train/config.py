@@ -223,7 +223,14 @@ def validate(cfg: dict[str, Any], source: str) -> None:
                     if k in values[key]:
                         field.check(f"{source}: {section}.{key}.{k}", values[key][k])
     m = cfg["model"]
+    from psplava import loihi
     from psplava.train.arch import parse_arch
+
+    if "k_max" in m:
+        try:
+            loihi.check_k_max(m["k_max"], f"{source}: model.k_max")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     try:
         parse_arch(m["arch"])
