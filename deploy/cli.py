@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from psplava.argtypes import positive_float, positive_int
+
 
 def _dataset_inputs(args, net) -> tuple:
     """(xs (T, N, ...) in the reference engine's layout, labels) of the requested
@@ -122,9 +124,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=("nmnist", "fmnist", "digits"), default=None)
     p.add_argument("--root", default=None)
     p.add_argument("--split", choices=("train", "test", "val"), default="val")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--limit", type=positive_int, default=None)
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="steps per recording (default: the file's config)")
-    p.add_argument("--dt", type=float, default=None, help="bin width, ms (default: the "
+    p.add_argument("--dt", type=positive_float, default=None, help="bin width, ms (default: the "
                    "file's config)")
     p.set_defaults(func=_cmd_deploy)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from psplava.argtypes import count_int, positive_int
+
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from psplava.export.exporter import export_checkpoint
@@ -164,7 +166,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k-max", type=float, default=None,
                    help="largest weight scale (integer units per float unit; lava-dl uses 64); "
                         "default: the checkpoint's model.k_max, the rule it was trained with")
-    p.add_argument("--eval-samples", type=int, default=50,
+    p.add_argument("--eval-samples", type=count_int, default=50,
                    help="held-out samples on which to compare the float model's accuracy with "
                         "the exported arithmetic's (0: skip); warns above 2 points")
     p.add_argument("--device", default=None, metavar="DEV",
@@ -175,5 +177,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
     p.add_argument("--root", default=None)
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None)
     p.set_defaults(func=_cmd_export)

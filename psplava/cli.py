@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from psplava.argtypes import count_int, positive_float, positive_int
 from psplava.errors import PsplavaError
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
@@ -21,9 +22,9 @@ def _add_dataset_args(p: argparse.ArgumentParser, root_required: bool = False) -
     p.add_argument("--dataset", required=True, choices=["nmnist", "fmnist", "digits"])
     p.add_argument("--root", default=None, help="dataset root (not needed for digits)")
     p.add_argument("--split", default="train", choices=["train", "test"])
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="time steps T (default 300 for events, 100 for fmnist)")
-    p.add_argument("--dt", type=float, default=1.0, help="bin width in ms (events)")
+    p.add_argument("--dt", type=positive_float, default=1.0, help="bin width in ms (events)")
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="samples, class counts, events per sample, duration")
     _add_dataset_args(info)
-    info.add_argument("--max-samples", type=int, default=None,
+    info.add_argument("--max-samples", type=positive_int, default=None,
                       help="measure event statistics on at most this many samples")
     info.add_argument("--json", action="store_true", help="also print a JSON line")
     info.set_defaults(func=_cmd_data_info)
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_args(show)
     show.add_argument("--index", type=int, default=0)
     show.add_argument("--out", required=True, help="output PNG path")
-    show.add_argument("--slices", type=int, default=3, help="time slices (3 = per saccade)")
+    show.add_argument("--slices", type=positive_int, default=3, help="time slices (3 = per saccade)")
     show.set_defaults(func=_cmd_data_show)
 
     for register in COMMANDS.values():
@@ -133,10 +134,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _register_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train -> export -> Lava simulation on the embedded digits")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--lava-samples", type=int, default=None,
+    p.add_argument("--lava-samples", type=count_int, default=None,
                    help="test digits to run through Lava (default: all --test-samples, so "
                    "every engine is scored on the same recordings)")
-    p.add_argument("--test-samples", type=int, default=200,
+    p.add_argument("--test-samples", type=positive_int, default=200,
                    help="held-out digits scored by PyTorch and the reference engine")
     p.add_argument("--config", default=None, help="default: the packaged demo_digits.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -65,3 +65,24 @@ def test_export_k_max_is_bounded(tmp_path, capsys):
         assert not out.exists()
     assert main(["export", str(ckpt), "-o", str(tmp_path / "k64.net"), "--k-max", "64",
                  "--eval-samples", "0"]) == 0
+
+
+def test_count_flags_are_bounded(capsys):
+    """Before: ``evaluate --limit -1`` used 199 samples, ``--limit 0`` reported accuracy 0.0
+    on 0 samples, ``data show --slices 0`` and ``--dt 0`` gave tracebacks."""
+    import pytest
+
+    for argv in (["evaluate", "x.pt", "--limit", "-1"], ["evaluate", "x.pt", "--limit", "0"],
+                 ["deploy", "m.net", "--plan", "--dt", "nan"],
+                 ["deploy", "m.net", "--plan", "--dt", "inf"],
+                 ["deploy", "m.net", "--plan", "--steps", "0"],
+                 ["export", "x.pt", "-o", "m.net", "--eval-samples", "-1"],
+                 ["data", "info", "--dataset", "digits", "--max-samples", "-1"],
+                 ["data", "show", "--dataset", "digits", "--slices", "0"],
+                 ["data", "show", "--dataset", "digits", "--dt", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2, argv
+        err = capsys.readouterr().err
+        # argparse's usage, then one line naming the flag and the range
+        assert "expected a finite" in err.strip().splitlines()[-1], (argv, err)

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from psplava.argtypes import positive_int
+
 
 def _torchrun(nproc: int, argv: list[str]) -> int:
     """``psplava train --nproc N``: the same command under ``torchrun --standalone``
@@ -141,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None)
     p.add_argument("--split", default="test", choices=["train", "test", "val"],
                    help="val: the recordings the run held out for validation")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None)
     p.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
     p.add_argument("--arithmetic", choices=["float", "loihi"], default=None,
                    help="evaluate in this arithmetic (default: the one it was trained in)")
