@@ -84,19 +84,19 @@ run "norm warm start without the folded PSP scale" train/convert.py \
 # issue 19's list: each value of the integer model, guarded by the tests named
 run "no 24-bit wrap of the conv output" psplava/loihi.py \
   '    return torch.remainder(z + base // 2, base) - base // 2' '    return z' \
-  tests/test_loihi_exact.py
+  tests/test_loihi_kernels.py
 run "CUBA decay rounds instead of truncating" psplava/loihi.py \
   '        return torch.trunc(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' \
-  '        return torch.round(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' tests/test_loihi_exact.py
+  '        return torch.round(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' tests/test_loihi_kernels.py
 run "SRM spike strictly above threshold (torch step)" psplava/loihi.py \
   '            s = z.to(torch.int64) + r >= self.theta' \
-  '            s = z.to(torch.int64) + r > self.theta' tests/test_loihi_exact.py
+  '            s = z.to(torch.int64) + r > self.theta' tests/test_loihi_kernels.py
 run "PSP message without the +128 rounding" psplava/loihi.py \
   '    return (y + (1 << (PSP_MSG_SHIFT - 1))) >> PSP_MSG_SHIFT' '    return y >> PSP_MSG_SHIFT' \
   tests/test_loihi_exact.py
 run "dense weights in (H, W, C) instead of netx's (C, H, W) order" export/exporter.py \
   '    return np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)' \
-  '    return np.arange(h * w * c)' tests/test_export_netfile.py
+  '    return np.arange(h * w * c)' tests/test_loihi_exact.py
 run "weights rounded to all integers, not even ones" psplava/loihi.py \
   'WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 2' 'WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 1' \
   tests/test_export_netfile.py

@@ -40,6 +40,9 @@ def test_quantize_helpers():
     assert k == 64.0
     q = loihi.quantize_weight(w * k)
     assert q.tolist() == [32, -64, 250, 0]
+    # Loihi's 8-bit mixed-sign weights are even integers: odd products round to even ones
+    assert loihi.quantize_weight(torch.tensor([3.0, -5.0, 7.2], dtype=torch.float64)).tolist() \
+        == [4.0, -4.0, 8.0]
     assert float((w - q / k).abs().max()) <= 1.0 / k
     assert loihi.choose_scale(10.0, 10.0) == 16.0  # 10 * 16 = 160 <= 254
     assert loihi.choose_scale(0.01, 10.0) == 1024.0  # capped by k_max

@@ -107,3 +107,24 @@ def test_loihi_forward_and_gradients_equal_with_and_without_cpu_kernels(both):
     assert all(torch.equal(a, b) for a, b in zip(o1, o2))
     for a, b in zip(g1, g2):
         assert float((a - b).abs().max()) <= 1e-5 * max(float(b.abs().max()), 1e-12)
+
+
+def test_integer_primitives_at_their_edges():
+    """Values the engines rarely reach on real data, pinned exactly (issue 19's mutations):
+    Lava's 24-bit wrap, CUBA's decay truncated toward zero (float and int paths), and the
+    SRM step firing at z + r == theta (the torch step the Lava process model runs)."""
+    import torch
+
+    from psplava import loihi
+
+    z = torch.tensor([2 ** 23, -2 ** 23 - 1, 5, 2 ** 24 + 3], dtype=torch.int64)
+    assert loihi.wrap24(z).tolist() == [-2 ** 23, 2 ** 23 - 1, 5, 3]
+    v = torch.tensor([-7, 7, 9, -1], dtype=torch.int64)
+    for x in (v, v.double()):   # 7 * 2048 / 4096 = 3.5 -> 3, toward zero
+        assert loihi.dec_trunc(x, 2048).tolist() == [-3, 3, 4, 0]
+    hw = loihi.SRMHardware(v_th_mant=10, ref_decay=1024, refractory=loihi.Refractory.EXP,
+                           tau_r=1.0)
+    st = loihi.SRMState((3,), hw)
+    theta = hw.theta_int
+    s = st.step(torch.tensor([theta, theta - 1, theta + 1], dtype=torch.int64))
+    assert s.tolist() == [True, False, True] or s.tolist() == [1, 0, 1]
