@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from oracle import run as oracle_run
+from test_loihi_exact import _chw, _internal
 from psplava import loihi
 from psplava.export.exporter import export_checkpoint
 from psplava.netfile import NetFileError, read_netfile, write_netfile
@@ -60,16 +61,6 @@ def _x(seed=3) -> np.ndarray:
     """One sample in the oracle's layout (T, C, H, W)."""
     rng = np.random.default_rng(seed)
     return (rng.random((T, 2, 16, 16)) < 0.15).astype(np.int64)
-
-
-def _internal(x_tchw):
-    return np.ascontiguousarray(x_tchw.transpose(0, 2, 3, 1))[:, None]  # (T, 1, H, W, C)
-
-
-def _chw(o: np.ndarray) -> np.ndarray:
-    if o.ndim == 5:
-        o = o.transpose(0, 1, 4, 2, 3)
-    return o.reshape(o.shape[0], -1).astype(np.int8)
 
 
 def test_prior_is_written_as_format_4_and_read_back(tmp_path):

@@ -50,7 +50,7 @@ import torch
 
 from psplava.errors import ConfigError
 from psplava.train.model import NeuronKind, SNN
-from psplava.train.norm import NormKind
+from psplava.train.norm import NormKind, sample_m2_mean
 
 _CONVERTIBLE_NORMS = (NormKind.NONE, NormKind.PSP_BN)
 
@@ -98,7 +98,7 @@ def add_psp_norm(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | N
                 m2 = psp.square().mean(dim=tuple(range(psp.dim() - 1)))      # (C,)
                 b.pre.running_m2.copy_(m2.to(b.pre.running_m2))
             else:
-                m2 = psp.square().transpose(0, 1).flatten(1).mean(dim=1).mean()  # scalar
+                m2 = sample_m2_mean(psp)  # a per-layer scalar
                 if getattr(b.pre, "prior_steps", 0.0):  # causal PSP-LN's prior starts here
                     b.pre.prior_m2.copy_(m2.to(b.pre.prior_m2))
             gain = torch.sqrt(m2 + b.pre.lam)

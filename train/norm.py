@@ -149,6 +149,12 @@ def causal_second_moment(a: torch.Tensor, prior: torch.Tensor | float = 0.0,
     return per_step.cumsum(dim=0) / steps
 
 
+def sample_m2_mean(a: torch.Tensor) -> torch.Tensor:
+    """The batch mean of the per-sample whole-window second moment of ``a`` (T, N, ...): a
+    scalar (causal PSP-LN's prior, and the norm warm start's scale)."""
+    return a.square().transpose(0, 1).flatten(1).mean(dim=1).mean()
+
+
 def causal_raw_moment_norm(a: torch.Tensor, lam: float, prior: torch.Tensor | float = 0.0,
                            prior_steps: float = 0.0) -> torch.Tensor:
     """Causal PSP-LN: ``a(t) / sqrt(m2(t) + lam)`` per sample (autograd through cumsum)."""
@@ -177,10 +183,10 @@ class PSPNorm(nn.Module):
             per_sample = tuple(d for d in range(a.dim()) if d != 1)  # all but N
             return raw_moment_norm(a, per_sample, self.lam)
         if self.kind is NormKind.CAUSAL_PSP_LN:
-            if self.prior_steps:
-                self.track_prior(a)
-                return causal_raw_moment_norm(a, self.lam, self.prior_m2, self.prior_steps)
-            return causal_raw_moment_norm(a, self.lam)
+            if not self.prior_steps:
+                return causal_raw_moment_norm(a, self.lam)
+            self.track_prior(a)
+            return causal_raw_moment_norm(a, self.lam, self.prior_m2, self.prior_steps)
         dims = tuple(range(a.dim() - 1))  # all but channels
         if self.training and _world() > 1:
             a_hat, m2 = _SyncBatchRawMomentNorm.apply(a, self.lam)
@@ -205,12 +211,15 @@ class PSPNorm(nn.Module):
         per-sample whole-window second moment (not while a block is recomputed)."""
         if self.training and not _FROZEN.get():
             with torch.no_grad():
-                m2 = a.detach().square().transpose(0, 1).flatten(1).mean(dim=1).mean()
-                self.prior_m2.mul_(1 - self.momentum).add_(self.momentum * m2.to(self.prior_m2))
+                self._ema(self.prior_m2, sample_m2_mean(a.detach()))
 
     def _update(self, m2: torch.Tensor) -> None:
+        self._ema(self.running_m2, m2)
+
+    def _ema(self, buf: torch.Tensor, value: torch.Tensor) -> None:
+        """``buf <- (1 - momentum) buf + momentum value``, in place."""
         with torch.no_grad():
-            self.running_m2.mul_(1 - self.momentum).add_(self.momentum * m2.to(self.running_m2))
+            buf.mul_(1 - self.momentum).add_(self.momentum * value.to(buf))
 
     def dynamic_threshold(self) -> loihi.DynamicThreshold:
         """Causal PSP-LN as the chip runs it: Eq. 18's threshold factor with this norm's
