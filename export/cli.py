@@ -129,6 +129,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     net = read_netfile(args.model)
     print(f"{net.path}: format {net.version} ({'psplava' if net.version else 'stock netx'}), "
           f"{len(net.layers)} layers")
+    prov = _provenance(net)
+    if prov:
+        print(f"  imported from NIR: {prov.get('file')} (framework: "
+              f"{prov.get('framework') or 'not named'}; dt = {prov.get('dt')} from "
+              f"{prov.get('dt_source')})")
     rows = []
     for layer in net.layers:
         extra = ""
@@ -147,8 +152,22 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                      "dynamic_threshold": layer.dynamic_threshold is not None,
                      "skips": [{"source": k["source"], "mode": k["mode"]}
                                for k in layer.skips]})
-    print(json.dumps({"path": net.path, "format": net.version, "layers": rows}))
+    print(json.dumps({"path": net.path, "format": net.version, "layers": rows,
+                      "provenance": prov}))
     return 0
+
+
+def _provenance(net) -> dict | None:
+    """Where a file came from when it was not exported from a checkpoint (``psplava
+    import`` writes the ``provenance`` attribute: NIR, the framework, dt)."""
+    raw = net.attrs.get("provenance")
+    if raw is None:
+        return None
+    try:
+        prov = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (TypeError, ValueError):
+        return {"unreadable": str(raw)[:200]}
+    return prov if isinstance(prov, dict) else {"unreadable": str(raw)[:200]}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

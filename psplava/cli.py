@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_stage_commands() -> None:
     """Stage packages add their subcommands (train, evaluate, report, ...) here."""
-    from psplava import sim_cli
+    from psplava import import_cli, sim_cli
     from psplava.deploy import cli as deploy_cli
     from psplava.export import cli as export_cli
     from psplava.train import cli as train_cli
@@ -117,6 +117,7 @@ def _register_stage_commands() -> None:
     COMMANDS.setdefault("export", export_cli.register)
     COMMANDS.setdefault("sim", sim_cli.register)
     COMMANDS.setdefault("deploy", deploy_cli.register)
+    COMMANDS.setdefault("import", import_cli.register)
     COMMANDS.setdefault("demo", _register_demo)
 
 

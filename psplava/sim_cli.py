@@ -34,20 +34,42 @@ def _load_input(path: str) -> np.ndarray:
     if x.size > MAX_INPUT_ELEMENTS:
         raise PsplavaError(f"{path}: input has {x.size:,} elements, more than "
                            f"{MAX_INPUT_ELEMENTS:,}")
+    if x.dtype.kind == "f":
+        # other frameworks' inputs are float arrays of integers (lava-dl's tutorial
+        # read_np_spikes(...).to_tensor(), tonic frames as torch tensors): exact integers
+        # are taken as they are, anything else is refused
+        x = np.asarray(x)
+        bad = ~np.isfinite(x) | (x != np.round(x))
+        if bad.any():
+            i = np.unravel_index(int(np.argmax(bad)), x.shape)
+            raise PsplavaError(f"{path}: input dtype is {x.dtype} with non-integral value "
+                               f"{x[i]!r} at {tuple(int(v) for v in i)}; spikes, event "
+                               "counts and graded inputs are integers")
+        if x.size and np.abs(x).max() >= 2 ** 31:
+            raise PsplavaError(f"{path}: input values reach {np.abs(x).max():g}, beyond 32 bits")
+        return x.astype(np.int64)
     if x.dtype.kind not in "biu":
         raise PsplavaError(f"{path}: input dtype is {x.dtype}; spikes and graded inputs must "
-                           "be integer or boolean arrays")
+                           "be integer, boolean or integral float arrays")
     return np.asarray(x)
 
 
+#: largest event count per bin (Lava's graded input port carries 16 bits)
+MAX_COUNT = (1 << 16) - 1
+
+
 def _check_spikes(path: str, x: np.ndarray, net) -> None:
-    """Spike inputs (every file but those starting with an input neuron) are 0 or 1."""
+    """Spike inputs (every file but those starting with an input neuron): 0 or 1 into SRM
+    files; event counts per bin (0 .. :data:`MAX_COUNT`) into stock netx files."""
     first = net.layers[0]
     if first.type == "input" and first.neuron:
         return  # graded a_in of the input neuron
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise PsplavaError(f"{path}: spike input must hold 0 and 1 only, found values in "
-                           f"[{x.min()}, {x.max()}]")
+    srm = any(layer.neuron.get("type") == "SRM" for layer in net.layers)
+    top = 1 if srm else MAX_COUNT
+    if x.size and (x.min() < 0 or x.max() > top):
+        what = "spike input must hold 0 and 1 only (SRM files)" if srm else \
+            f"spike or event-count input must hold integers in 0..{top}"
+        raise PsplavaError(f"{path}: {what}, found values in [{x.min()}, {x.max()}]")
 
 
 def _pad(x: np.ndarray, steps: int) -> np.ndarray:

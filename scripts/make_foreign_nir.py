@@ -1,7 +1,7 @@
 """Train the two foreign-framework networks of ``tests/test_nir_import.py`` and write their
 NIR graphs with the frameworks' own exporters (issue 20).
 
-- ``snntorch``: Conv2d(2, 8, 5, p1) -> AvgPool2d(2) -> Synaptic -> Conv2d(8, 16, 5) ->
+- ``snntorch``: Conv2d(2, 8, 5, p1, no bias) -> AvgPool2d(2) -> Synaptic -> Conv2d(8, 16, 5) ->
   AvgPool2d(2) -> Leaky -> Flatten -> Linear(576, 10) -> Leaky, exported by
   ``snntorch.export_to_nir`` (which always writes dt = 1e-4 s);
 - ``norse``: Conv2d(2, 8, 5, stride 2) -> IAF -> Conv2d(8, 16, 5, stride 2) -> IAF ->
@@ -9,9 +9,9 @@ NIR graphs with the frameworks' own exporters (issue 20).
   (IAF has no dt: the graph means what Norse runs at dt = 1; Norse 1.1's exporter writes
   neither pooling nor Flatten, hence the strided convs and the 1x1 read-out).
 
-Both train with their framework's own neurons and surrogate gradients on the first 900 of
-the shared N-MNIST recordings (100 bins of 3 ms, binary, as psplava's loader bins them); the
-tests compare on the last 100.  Neurons reset to zero with no delay (snnTorch's
+Both train with their framework's own neurons and surrogate gradients on 900 of the
+shared N-MNIST recordings (100 bins of 3 ms, binary, as psplava's loader bins them); the
+tests compare on the other 100 (psplava's seeded validation split, ``--split val``).  Neurons reset to zero with no delay (snnTorch's
 ``reset_mechanism="zero", reset_delay=False``, what its NIR importer rebuilds): the graph
 that is written is the network that was trained.
 
@@ -32,15 +32,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nmnist_small"
-STEPS, BIN_MS, TRAIN = 100, 3.0, 900
+STEPS, BIN_MS, VAL = 100, 3.0, 100
 
 
-def load(n: int, start: int = 0):
-    from psplava.data import make_dataset
+def load(part: str):
+    """(x (T, N, C, H, W), labels) of the training (``train``) or held-out (``val``)
+    recordings: psplava's seeded split of the shared recordings (``train_val_split(1000,
+    100, seed 0)``), what ``--split val --val-count 100`` selects in ``psplava import``."""
+    from psplava.data import make_dataset, train_val_split
 
     ds = make_dataset("nmnist", DATA, "train", steps=STEPS, dt_ms=BIN_MS)
-    xs = np.stack([ds[i][0] for i in range(start, start + n)])     # (N, T, H, W, C)
-    ys = np.array([ds[i][1] for i in range(start, start + n)])
+    idx = train_val_split(len(ds), VAL, 0)[0 if part == "train" else 1]
+    xs = np.stack([ds[int(i)][0] for i in idx])     # (N, T, H, W, C)
+    ys = np.array([ds[int(i)][1] for i in idx])
     return torch.from_numpy(xs).permute(1, 0, 4, 2, 3).contiguous(), torch.from_numpy(ys)
 
 
@@ -51,7 +55,9 @@ def snntorch_net():
     sg = surrogate.fast_sigmoid(slope=25)
     kw = dict(init_hidden=True, spike_grad=sg, reset_mechanism="zero", reset_delay=False)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(2, 8, 5, padding=1), torch.nn.AvgPool2d(2),
+        # no bias into the Synaptic layer: it would enter the current, which Loihi's bias
+        # (added to the voltage) cannot hold; psplava import refuses it by name
+        torch.nn.Conv2d(2, 8, 5, padding=1, bias=False), torch.nn.AvgPool2d(2),
         snn.Synaptic(alpha=0.5, beta=0.9, threshold=1.0, **kw),
         torch.nn.Conv2d(8, 16, 5), torch.nn.AvgPool2d(2),
         snn.Leaky(beta=0.9, threshold=1.0, **kw),
@@ -118,22 +124,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("framework", choices=["snntorch", "norse"])
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
-    x, y = load(TRAIN)
+    x, y = load("train")
+    n = len(y)
     if args.framework == "snntorch":
         net = snntorch_net()
         forward = lambda xb: snntorch_forward(net, xb)  # noqa: E731
     else:
         net = NorseNet()
         forward = net
-    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     for epoch in range(args.epochs):
-        perm = torch.randperm(TRAIN)
+        perm = torch.randperm(n)
         t0, correct, total = time.time(), 0, 0
-        for s in range(0, TRAIN, args.batch):
+        for s in range(0, n, args.batch):
             idx = perm[s:s + args.batch]
             spk = forward(x[:, idx])
             counts = spk.sum(0).flatten(1)
@@ -175,10 +183,10 @@ def main() -> None:
 
     # snnTorch's scalar neuron parameters are 0-d arrays, which h5py cannot compress
     nir.write(str(out), graph, compression=None)
-    xv, yv = load(100, TRAIN)
+    xv, yv = load("val")
     with torch.no_grad():
         acc = float((forward(xv).sum(0).flatten(1).argmax(1) == yv).float().mean())
-    print(f"wrote {out}; accuracy of the {args.framework} model on recordings 900-999: {acc:.2f}")
+    print(f"wrote {out}; accuracy of the {args.framework} model on the 100 held-out recordings: {acc:.2f}")
 
 
 if __name__ == "__main__":

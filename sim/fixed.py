@@ -70,8 +70,9 @@ def cuba_hardware(neuron: dict) -> loihi.CubaHardware:
 
 
 def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False,
-                 device: torch.device | str = "cpu"):
-    """The neuron state of a stock netx layer (CUBA/LOIHI or SDNN) for ``shape``."""
+                 device: torch.device | str = "cpu", max_message: float = 1.0):
+    """The neuron state of a stock netx layer (CUBA/LOIHI or SDNN) for ``shape``, whose
+    input messages are at most ``max_message`` (1: spikes; more: event counts)."""
     n = layer.neuron
     bias = None if layer.bias is None or is_input else \
         torch.from_numpy(np.asarray(layer.bias, np.int64)).to(device)
@@ -80,7 +81,7 @@ def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False
         return loihi.SDNNState(shape, loihi.SDNNHardware(int(n["vThMant"]), kind),
                                None if kind == "sigma" else bias, device=device)
     return loihi.CubaState(shape, cuba_hardware(n), bias, device=device,
-                           max_abs_input=None if is_input else _max_input(layer))
+                           max_abs_input=None if is_input else _max_input(layer) * max_message)
 
 
 def _synapse(layer: NetLayer, msg: torch.Tensor, weight: np.ndarray | None = None
@@ -206,13 +207,20 @@ def _run_stock(layers: list[NetLayer], x: torch.Tensor,
 
     ``in_neuron``: the file's ``input`` layer with a neuron; ``x`` is then its ``a_in``
     (graded integers, no synapse and no delay in front of it, as netx's Input block) and
-    its output is the first one.  Outputs: spikes as bool, SDNN's graded messages as int64.
+    its output is the first one.  Otherwise ``x`` holds spikes or event counts per bin
+    (non-negative integers, graded messages into the first synapse, as tonic's ``ToFrame``
+    bins and Lava's graded input port carry them).  Outputs: spikes as bool, SDNN's graded
+    messages as int64.
     """
     T, N = x.shape[:2]
     states, pending, outs = [], [], []
     first = None
+    max_message = 1.0
     if in_neuron is not None:
         first = _stock_state(in_neuron, (N, *x.shape[2:]), is_input=True, device=x.device)
+    elif x.numel() and (x.min() < 0 or x.max() > 1):
+        x = torch.round(x.to(torch.float64)).to(torch.int64)
+        max_message = float(x.abs().max())
     else:
         x = x != 0
     all_layers = ([in_neuron] if first is not None else []) + layers
@@ -222,9 +230,10 @@ def _run_stock(layers: list[NetLayer], x: torch.Tensor,
         outs.append(torch.empty((T, N, *shape), dtype=torch.int64 if graded else torch.bool,
                                 device=x.device))
     groups = []
-    for layer in layers:
+    for i, layer in enumerate(layers):
         shape = _out_shape(layer)
-        states.append(_stock_state(layer, (N, *shape), device=x.device))
+        states.append(_stock_state(layer, (N, *shape), device=x.device,
+                                   max_message=max_message if i == 0 and first is None else 1))
         groups.append(_delay_groups(layer))
         # deliveries for steps t, t+1, ..., t+max_delay (Lava's synapse buffer: +1 step)
         pending.append([torch.zeros((N, *shape), dtype=torch.float64, device=x.device)

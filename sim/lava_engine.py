@@ -305,7 +305,10 @@ def _build_netx(path: str, window: int | None):
     with contextlib.redirect_stdout(sys.stderr):
         from lava.lib.dl import netx
         from lava.lib.dl.netx.blocks.process import Input
-    net = netx.hdf5.Network(net_config=str(path))
+    # graded input messages (16 bits): event counts per bin reach the first synapse as
+    # they are (with 0 bits, Lava's Dense and Conv read their input as bool); 0/1 spikes
+    # give the same sums either way
+    net = netx.hdf5.Network(net_config=str(path), input_message_bits=16)
     for block in net.layers:
         params = block.neuron.proc_params._parameters
         params["psplava_window"] = window

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GLUE = {"psplava.pipeline", "psplava.cli", "psplava.sim_cli", "psplava.__main__"}
+GLUE = {"psplava.pipeline", "psplava.cli", "psplava.sim_cli", "psplava.import_cli",
+        "psplava.__main__"}
 STAGES = {"train": "psplava.train", "export": "psplava.export", "sim": "psplava.sim",
           "deploy": "psplava.deploy"}
 #: what each part may not import (directly or lazily inside functions)
