@@ -45,8 +45,12 @@ constants, thresholds or resets that vary per neuron, ``dt > tau``, a bias into 
 CubaLIF (it would enter the current, which Loihi's bias cannot), LI/CubaLI read-outs
 (Loihi's CUBA layers send spikes; a voltage read-out needs probes the engines lack).
 
-Timing: Lava's synapses deliver one step late, so layer ``l`` of the file lags the float
-graph by ``l`` steps (:func:`psplava.loihi.latency`); ``sim`` pads its inputs with them.
+Timing: Lava's synapses deliver one step late, so layer ``l`` (from 0) of the file lags
+the float graph by ``l + 1`` steps (:func:`psplava.loihi.latency`); ``sim`` pads its
+inputs with them.  A bias (or ``v_leak``) is the one thing that does not lag: Lava's
+neurons add it from step 0, so layer ``l`` integrates ``l + 1`` more steps of it than the
+float graph has at the aligned step (for an IF, a constant offset of ``(l + 1) b``).
+Graphs without biases map exactly up to rounding.
 """
 
 from __future__ import annotations
@@ -152,6 +156,7 @@ def segments(graph) -> tuple[list[Segment], dict[str, tuple[int, ...]]]:
             raise NirGraphError(f"node {name!r}: {len(preds[name])} branches sum here; skip "
                                 "inputs exist in the format for SRM layers only, so psplava "
                                 "imports sequential graphs")
+    for name in order:
         if len(succs[name]) > 1:
             raise NirGraphError(f"node {name!r}: its output feeds {len(succs[name])} nodes "
                                 f"({succs[name]}); psplava imports sequential graphs")

@@ -1,0 +1,269 @@
+"""``psplava import``: NIR graphs of other frameworks as fixed-point netx files (issue 20).
+
+Oracles, each independent of the code under test:
+
+- hand-computed spike trains (IF reset to zero, LIF at a known dt) written into the tests;
+- snnTorch's own simulation of its graph (``snntorch.import_nir.import_from_nir``) and the
+  Norse module that wrote the Norse graph, on real N-MNIST recordings;
+- psplava's own ``.net`` files, exported to NIR and imported again (the same integers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from psplava.cli import main
+from psplava.export.nir_float import FloatGraph, NirGraphError
+from psplava.export.nir_import import import_graph, read_graph, segments
+from psplava.netfile import read_netfile, write_netfile
+from psplava.sim.fixed import run_fixed
+
+nir = pytest.importorskip("nir")
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _graph(nodes: dict, chain: list[str]):
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(chain[:-1], chain[1:])),
+                        type_check=False)
+
+
+def _dense_if(weight: float, r: float = 1.0, reset: float = 0.0):
+    """Input (1,) -> Linear -> IF(threshold 1) -> Output."""
+    return _graph({"input": nir.Input(input_type={"input": np.array([1])}),
+                   "w": nir.Linear(weight=np.array([[weight]], np.float32)),
+                   "if": nir.IF(r=np.array([r]), v_threshold=np.array([1.0]),
+                                v_reset=np.array([reset])),
+                   "output": nir.Output(output_type={"output": np.array([1])})},
+                  ["input", "w", "if", "output"])
+
+
+def _file_spikes(tmp_path, layers, x: np.ndarray, name: str = "m.net") -> list[np.ndarray]:
+    """Every layer's spikes of the written file for x (T, N, ...), aligned with the float
+    graph (layer l delivers l + 1 steps late in Lava: the input is padded, then cut)."""
+    path = tmp_path / name
+    write_netfile(path, layers, {})
+    n = sum(layer.type in ("conv", "dense") for layer in layers)
+    xp = np.concatenate([x, np.zeros((n, *x.shape[1:]), x.dtype)])
+    return [o[i + 1:i + 1 + x.shape[0]] for i, o in enumerate(run_fixed(read_netfile(path), xp))]
+
+
+# --------------------------------------------------------------------------- IF reset
+#: IF, weight 0.625, threshold 1, an input spike every step: v = 0.625, 1.25 (spike) ...
+#: reset to zero fires every second step; reset by subtraction would fire at steps
+#: 1, 3, 4, 6, 8, 9, ... (v = 1.25 -> 0.25, 0.875, 1.5 -> 0.5, 1.125 -> 0.125, ...)
+IF_ZERO_RESET = [0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
+IF_SUBTRACT_RESET = [0, 1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1]
+
+
+def test_if_resets_to_zero_in_every_engine(tmp_path):
+    g = _dense_if(0.625)
+    x = np.ones((len(IF_ZERO_RESET), 1, 1), np.float32)
+    flt = FloatGraph(g, 1.0).run(torch.from_numpy(x))["if"][:, 0, 0].int().tolist()
+    layers, _ = import_graph(g, 1.0)
+    ref = _file_spikes(tmp_path, layers, x)[0][:, 0, 0].astype(int).tolist()
+    assert flt == IF_ZERO_RESET
+    assert ref == IF_ZERO_RESET
+    assert IF_SUBTRACT_RESET != IF_ZERO_RESET
+    from psplava.sim.lava_engine import run_lava
+
+    lava = run_lava(tmp_path / "m.net", np.ones((1, len(IF_ZERO_RESET) + 1), np.int32))
+    assert lava[-1][0, 1:].astype(int).tolist() == IF_ZERO_RESET
+
+
+def test_v_reset_other_than_zero_is_refused(tmp_path):
+    with pytest.raises(NirGraphError, match="v_reset .* reset to 0"):
+        import_graph(_dense_if(0.625, reset=0.5), 1.0)
+
+
+# --------------------------------------------------------------------------- dt
+def _lif(dt_graph: float = 1e-4):
+    """snnTorch's convention: tau = dt / (1 - beta) (beta 0.75), r = tau / dt."""
+    tau = dt_graph / (1 - 0.75)
+    return _graph({"input": nir.Input(input_type={"input": np.array([1])}),
+                   "w": nir.Linear(weight=np.array([[0.5]], np.float32)),
+                   "lif": nir.LIF(tau=np.array([tau]), r=np.array([tau / dt_graph]),
+                                  v_leak=np.array([0.0]), v_threshold=np.array([1.0]),
+                                  v_reset=np.array([0.0])),
+                   "output": nir.Output(output_type={"output": np.array([1])})},
+                  ["input", "w", "lif", "output"])
+
+
+#: mem = 0.75 mem + 0.5 x, spike when mem > 1 then 0, for an input spike every step:
+#: 0.5, 0.875, 1.15625 (spike) -> 0, 0.5, 0.875, 1.15625 (spike), ...
+LIF_AT_DT = [0, 0, 1, 0, 0, 1, 0, 0, 1]
+
+
+def test_lif_at_the_graphs_dt_and_off_by_ten(tmp_path):
+    g = _lif()
+    x = np.ones((len(LIF_AT_DT), 1, 1), np.float32)
+    layers, _ = import_graph(g, 1e-4)
+    assert layers[1].neuron["vDecay"] == 1024 and layers[1].neuron["iDecay"] == 4096
+    assert _file_spikes(tmp_path, layers, x)[0][:, 0, 0].astype(int).tolist() == LIF_AT_DT
+    assert FloatGraph(g, 1e-4).run(torch.from_numpy(x))["lif"][:, 0, 0].int().tolist() == \
+        LIF_AT_DT
+    with pytest.raises(NirGraphError, match="dt 0.001 > tau"):
+        import_graph(g, 1e-3)            # 10x too long a step: refused, not misread
+    slow, _ = import_graph(g, 1e-5)      # 10x too short: a different network
+    assert _file_spikes(tmp_path, slow, x, "slow.net")[0][:, 0, 0].astype(int).tolist() != \
+        LIF_AT_DT
+
+
+# --------------------------------------------------------------------------- refusals
+def _two_layer(**over):
+    nodes = {"input": nir.Input(input_type={"input": np.array([3])}),
+             "a": nir.Linear(weight=np.eye(3, dtype=np.float32)),
+             "n": nir.LIF(tau=np.full(3, 1e-3), r=np.full(3, 10.0), v_leak=np.zeros(3),
+                          v_threshold=np.ones(3), v_reset=np.zeros(3)),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    nodes.update(over)
+    return _graph(nodes, ["input", "a", "n", "output"])
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"n": nir.LIF(tau=np.array([1e-3, 2e-3, 1e-3]), r=np.full(3, 10.0), v_leak=np.zeros(3),
+                   v_threshold=np.ones(3), v_reset=np.zeros(3))}, "tau varies per neuron"),
+    ({"n": nir.LIF(tau=np.full(3, 1e-3), r=np.full(3, 10.0), v_leak=np.zeros(3),
+                   v_threshold=np.array([1.0, 2.0, 1.0]), v_reset=np.zeros(3))},
+     "v_threshold varies per neuron"),
+    ({"n": nir.LI(tau=np.full(3, 1e-3), r=np.full(3, 10.0), v_leak=np.zeros(3))},
+     "voltage read-out"),
+    ({"n": nir.Threshold(threshold=np.ones(3))}, "Threshold has no Loihi form"),
+    ({"a": nir.Affine(weight=np.eye(3, dtype=np.float32), bias=np.ones(3, np.float32)),
+      "n": nir.CubaLIF(tau_syn=np.full(3, 1e-3), tau_mem=np.full(3, 1e-3), r=np.ones(3),
+                       v_leak=np.zeros(3), v_threshold=np.ones(3), w_in=np.ones(3))},
+     "bias into a CubaLIF"),
+])
+def test_what_loihi_cannot_do_is_refused_by_name(over, match):
+    with pytest.raises(NirGraphError, match=match):
+        import_graph(_two_layer(**over), 1e-4)
+
+
+def test_recurrent_and_branching_graphs_are_refused():
+    g = _two_layer()
+    g.edges.append(("n", "a"))
+    with pytest.raises(NirGraphError, match="recurrent connection"):
+        import_graph(g, 1e-4)
+    g = _two_layer()
+    g.nodes["b"] = nir.Linear(weight=np.eye(3, dtype=np.float32))
+    g.edges += [("input", "b"), ("b", "n")]
+    with pytest.raises(NirGraphError, match="branches sum"):
+        import_graph(g, 1e-4)
+
+
+def test_cli_refusal_is_one_line_and_writes_nothing(tmp_path, capsys):
+    src = tmp_path / "bad.nir"
+    nir.write(str(src), _dense_if(0.625, reset=0.5))
+    out = tmp_path / "bad.net"
+    assert main(["import", str(src), "-o", str(out), "--dt", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.nir" in err[0] and "v_reset" in err[0]
+    assert not out.exists()
+    assert main(["import", str(src), "-o", str(out)]) == 2     # no dt, no framework named
+    assert "give --dt" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- linear chains
+def test_conv_pool_chains_become_one_conv_and_dense_chains_one_matrix(tmp_path):
+    """Conv -> AvgPool -> IF -> SumPool -> Scale -> Flatten -> Affine -> IF: the file's
+    synapses compute the chains exactly (float graph == file, spike for spike, with weights
+    the scale rule keeps exact; IF: no decay to truncate; no bias: in Lava a bias acts
+    from step 0, before the delayed input arrives, see test_bias_leads_by_the_latency)."""
+    rng = np.random.default_rng(3)
+    w1 = rng.integers(-4, 5, (4, 2, 3, 3)).astype(np.float32) / 8
+    w2 = rng.integers(-4, 5, (5, 4 * 3 * 3)).astype(np.float32) / 8
+    g = _graph({
+        "input": nir.Input(input_type={"input": np.array([2, 14, 14])}),
+        "c": nir.Conv2d(input_shape=(14, 14), weight=w1, stride=1, padding=1, dilation=1,
+                        groups=1, bias=np.zeros(4, np.float32)),
+        "p": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                           padding=np.array([0, 0])),
+        "n1": nir.IF(r=np.array(1e4), v_threshold=np.array(1.0), v_reset=np.array(0.0)),
+        "sp": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                            padding=np.array([0, 0])),
+        "s": nir.Scale(scale=np.array(0.5, np.float32)),
+        "f": nir.Flatten(input_type={"input": np.array([4, 3, 3])}, start_dim=0, end_dim=-1),
+        "a": nir.Affine(weight=w2, bias=np.zeros(5, np.float32)),
+        "n2": nir.IF(r=np.array(1e4), v_threshold=np.array(1.0), v_reset=np.array(0.0)),
+        "output": nir.Output(output_type={"output": np.array([5])})},
+        ["input", "c", "p", "n1", "sp", "s", "f", "a", "n2", "output"])
+    layers, report = import_graph(g, 1e-4)
+    assert [l.type for l in layers] == ["input", "conv", "flatten", "dense"]
+    assert layers[1].weight.shape == (4, 2, 4, 4) and layers[1].stride == (2, 2)
+    assert all(r["weight_rel_rms_error"] == 0 for r in report)
+    x = (rng.random((40, 3, 2, 14, 14)) < 0.3).astype(np.float32)
+    flt = FloatGraph(g, 1e-4).run(torch.from_numpy(x))
+    got = _file_spikes(tmp_path, layers, x.transpose(0, 1, 3, 4, 2))
+    assert np.array_equal(got[0].transpose(0, 1, 4, 2, 3), flt["n1"].numpy() > 0)
+    assert np.array_equal(got[1], flt["n2"].numpy() > 0)
+    assert flt["n2"].sum() > 0
+
+
+def test_bias_leads_by_the_latency(tmp_path):
+    """A bias (IF, 0.25 per step, no input) fires every fifth step; Lava's neurons add it
+    from step 0 while their input arrives one step late, so aligned with the float graph
+    the file's layer fires one step earlier (documented in nir_import)."""
+    g = _dense_if(1.0)
+    g.nodes["w"] = nir.Affine(weight=np.array([[1.0]], np.float32),
+                              bias=np.array([0.25], np.float32))
+    x = np.zeros((15, 1, 1), np.float32)
+    flt = FloatGraph(g, 1.0).run(torch.from_numpy(x))["if"][:, 0, 0].int().tolist()
+    assert flt == [0, 0, 0, 0, 1] * 3
+    layers, _ = import_graph(g, 1.0)
+    assert layers[1].bias.tolist() == [layers[1].neuron["vThMant"] // 4]
+    ref = _file_spikes(tmp_path, layers, x)[0][:, 0, 0].astype(int).tolist()
+    assert ref == [0, 0, 0, 1, 0] * 3
+
+
+def test_event_counts_reach_the_first_synapse_in_both_engines(tmp_path, capsys):
+    """Counts per bin (tonic's ToFrame) and integral floats: reference == Lava == float."""
+    g = _dense_if(0.125)
+    layers, _ = import_graph(g, 1.0)
+    x = np.array([3, 0, 5, 1, 0, 8, 2, 0, 0, 9, 4, 0], np.float32).reshape(-1, 1, 1)
+    flt = FloatGraph(g, 1.0).run(torch.from_numpy(x))["if"][:, 0, 0].int().numpy()
+    ref = _file_spikes(tmp_path, layers, x)[0][:, 0, 0].astype(int)
+    assert np.array_equal(ref, flt) and flt.sum() >= 3
+    inp = tmp_path / "x.npy"
+    np.save(inp, np.concatenate([x[:, 0], np.zeros((1, 1))]).T.astype(np.float64))
+    for engine in ("reference", "lava"):
+        out = tmp_path / f"{engine}.npy"
+        assert main(["sim", str(tmp_path / "m.net"), "--input", str(inp), "--output",
+                     str(out), "--engine", engine]) == 0
+        assert np.array_equal(np.load(out)[0, 1:].astype(int), flt)
+    np.save(inp, np.full((1, 4), 0.5))
+    assert main(["sim", str(tmp_path / "m.net"), "--input", str(inp), "--output",
+                 str(tmp_path / "o.npy")]) == 2
+    assert "non-integral value 0.5" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- round trip
+def test_psplava_nir_export_imports_to_the_same_spikes(tmp_path, capsys):
+    src = DATA / "golden_cuba_psp_bn.net"
+    net = read_netfile(src)
+    from psplava.export.nir_export import write_nir
+
+    write_nir(tmp_path / "g.nir", net.layers)
+    out = tmp_path / "g.net"
+    assert main(["import", str(tmp_path / "g.nir"), "-o", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["framework"] == "psplava" and res["dt"] == 1e-4
+    back = read_netfile(out)
+    for a, b in zip(net.layers, back.layers):
+        assert a.type == b.type and tuple(a.shape) == tuple(b.shape)
+        if a.weight is not None:
+            assert np.array_equal(a.weight, b.weight)
+            for key in ("iDecay", "vDecay", "vThMant"):
+                assert a.neuron[key] == b.neuron[key]
+    c, h, w = net.layers[0].shape
+    x = (np.random.default_rng(0).random((30, 4, h, w, c)) < 0.3).astype(np.float32)
+    for s, t in zip(run_fixed(net, x), run_fixed(back, x)):
+        assert np.array_equal(s, t)
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "imported from NIR" in text and "psplava" in text
+    assert json.loads(text.strip().splitlines()[-1])["provenance"]["dt"] == 1e-4
