@@ -85,6 +85,13 @@ class NorseNet(torch.nn.Module):
             torch.nn.Conv2d(2, 8, 5, stride=2), norse.IAFCell(),
             torch.nn.Conv2d(8, 16, 5, stride=2), norse.IAFCell(),
             torch.nn.Conv2d(16, 10, 6), norse.IAFCell())   # (10, 1, 1): one neuron a class
+        # biases held at 0 (Norse 1.1's exporter needs a bias tensor): Lava adds a bias from
+        # step 0, before a layer's delayed input arrives (psplava.export.nir_import); without
+        # one the file maps exactly up to rounding
+        for m in self.seq:
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.zeros_(m.bias)
+                m.bias.requires_grad_(False)
 
     def forward(self, x):
         out, state = [], None
@@ -137,7 +144,7 @@ def main() -> None:
     else:
         net = NorseNet()
         forward = net
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=args.lr)
     for epoch in range(args.epochs):
         perm = torch.randperm(n)
         t0, correct, total = time.time(), 0, 0
