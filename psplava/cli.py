@@ -165,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("psplava: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``psplava inspect m.net | head -1``): stop quietly, and keep
+        # the interpreter's final flush from raising again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -341,7 +341,20 @@ def test_foreign_network_on_real_recordings(framework, dt, simulate, val_recordi
     """A network built, trained and exported by another framework, imported and run on 100
     held-out N-MNIST recordings: the same class as the framework's own simulation on at
     least 95, per-layer spike counts within SPIKE_COUNT_RTOL of the float graph (which
-    equals the framework's simulation spike for spike), Lava == reference engine."""
+    equals the framework's simulation spike for spike), Lava == reference engine (on 3
+    recordings; all 100 in the slow variant)."""
+    _check_foreign(framework, dt, simulate, val_recordings, tmp_path, capsys, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework, dt, simulate", [
+    ("snntorch", "1e-4", _snntorch_simulation), ("norse", "1", _norse_simulation)])
+def test_foreign_network_in_lava_on_all_recordings(framework, dt, simulate, val_recordings,
+                                                   tmp_path, capsys):
+    _check_foreign(framework, dt, simulate, val_recordings, tmp_path, capsys, 100)
+
+
+def _check_foreign(framework, dt, simulate, val_recordings, tmp_path, capsys, n_lava):
     src = DATA / f"{framework}_nmnist.nir"
     out = tmp_path / f"{framework}.net"
     assert main(["import", str(src), "-o", str(out), "--dt", dt]) == 0
@@ -366,14 +379,13 @@ def test_foreign_network_on_real_recordings(framework, dt, simulate, val_recordi
     for name, o in zip(names, few):
         want = float(flt[name].sum())
         assert want > 0 and abs(float(o.sum()) - want) <= SPIKE_COUNT_RTOL * want, name
-    # Lava runs the file spike for spike as the reference engine (3 recordings here; all
-    # 100 in the slow test below)
+    # Lava runs the file spike for spike as the reference engine
     from psplava.sim.fixed import internal_to_lava
     from psplava.sim.lava_engine import LavaNetwork
 
     with LavaNetwork(str(out), xp.shape[0], "all", net_file=net) as lava:
-        got = lava.run(internal_to_lava(xp[:, :3]))
+        got = lava.run(internal_to_lava(xp[:, :n_lava]))
     for g_l, r_l in zip(got, outs):
-        want = np.moveaxis(r_l[:, :3], 0, -1)
+        want = np.moveaxis(r_l[:, :n_lava], 0, -1)
         want = want.transpose(0, 2, 1, 3, 4) if want.ndim == 5 else want
         assert np.array_equal(g_l, want)
