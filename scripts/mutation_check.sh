@@ -108,3 +108,18 @@ run "Lava SRM layer keeps its state across samples" sim/procs/models.py \
 run "PSP-LN backward without the projection term" train/norm.py \
   '        grad = r * (g - a_hat * (g * a_hat).mean(dim=ctx.dims, keepdim=True))' \
   '        grad = r * g' tests/test_train_neuron.py
+# NIR import (issue 20): guarded by tests/test_nir_import.py
+run "IF/CUBA reset by subtraction instead of to zero (engines)" psplava/loihi.py \
+  '        self.v = v.masked_fill(s, 0.0)' '        self.v = torch.where(s, v - self.vth, v)' \
+  tests/test_nir_import.py
+run "NIR float reference resets by subtraction" export/nir_float.py \
+  '    st.v = torch.where(z, _t(node.v_reset).expand_as(st.v), st.v)' \
+  '    st.v = torch.where(z, st.v - _t(node.v_threshold), st.v)' tests/test_nir_import.py
+run "NIR import: dt off by a factor of 10 in the neurons" export/nir_import.py \
+  '    c = neuron_constants(seg.neuron, node, seg.out_shape, dt)' \
+  '    c = neuron_constants(seg.neuron, node, seg.out_shape, dt / 10)' tests/test_nir_import.py
+run "NIR import: conv kernel transposed (H <-> W)" export/nir_import.py \
+  '    weight = resp.reshape(c, kh, kw, oc).permute(3, 0, 1, 2).contiguous()' \
+  '    weight = resp.reshape(c, kh, kw, oc).permute(3, 0, 2, 1).contiguous()' tests/test_nir_import.py
+run "event counts binarized in the reference engine" sim/fixed.py \
+  '    elif x.numel() and (x.min() < 0 or x.max() > 1):' '    elif False:' tests/test_nir_import.py

@@ -114,9 +114,11 @@ def test_lava_runtime_imports_after_numba_fixed_the_start_method(tmp_path):
 
 
 @pytest.mark.parametrize("array, message", [
-    (np.full((34, 34, 2, 5), 0.5), "integer or boolean"),
-    (np.full((34, 34, 2, 5), np.nan), "integer or boolean"),
-    (np.full((34, 34, 2, 5), 2, dtype=np.int32), "0 and 1 only"),
+    (np.full((34, 34, 2, 5), 0.5), "non-integral value 0.5"),
+    (np.full((34, 34, 2, 5), np.nan), "non-integral value nan"),
+    (np.full((34, 34, 2, 5), 1 + 0j), "integer, boolean or integral float"),
+    (np.full((34, 34, 2, 5), -1, dtype=np.int32), "event-count input must hold integers"),
+    (np.full((34, 34, 2, 5), 1 << 16, dtype=np.int32), "event-count input must hold integers"),
     (np.full((34, 34, 5), 1, dtype=np.int32), "expected (x, y, f, T) or (F, T)"),
     (np.ones((10, 5), dtype=np.int32), "per step, the network expects"),
 ])
