@@ -128,13 +128,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     config = args.config or Path(__file__).resolve().parent / "configs" / "demo_digits.yaml"
     print(json.dumps(run_demo(config, args.set, args.out, args.lava_samples,
-                              args.test_samples)))
+                              args.test_samples, overwrite=args.overwrite)))
     return 0
 
 
 def _register_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train -> export -> Lava simulation on the embedded digits")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("-o", "--out", default="runs/demo",
+                   help="run folder (default runs/demo); an earlier demo run there is "
+                   "replaced, any other run needs --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run in --out that demo did not make")
     p.add_argument("--lava-samples", type=count_int, default=None,
                    help="test digits to run through Lava (default: all --test-samples, so "
                    "every engine is scored on the same recordings)")
@@ -145,12 +149,63 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every
+    ``finally`` (temp folders, Lava's workers, run-folder locks) runs on the way out."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _interrupted(exc: BaseException | None) -> type | None:
+    """The interrupt behind an exception: KeyboardInterrupt or Terminated, directly or as
+    the context of another (numba reports a signal inside a kernel as SystemError)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            return type(exc)
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _end_interrupted(kind: type, command: bool = True) -> int:
+    """One line, the conventional status (130 for SIGINT, 143 for SIGTERM), and (for the
+    command) no wait for threads Lava may have left running."""
+    code = 143 if kind is Terminated else 130
+    print(f"psplava: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr)
+    if not command:
+        return code
+    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    import multiprocessing as mp
+
+    for proc in mp.active_children():   # Lava's workers, a DataLoader's
+        try:
+            proc.kill()
+        except Exception:  # already gone
+            pass
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # the command itself (argv from the command line) ends interrupted runs with one line
+    # and exit 130 / 143 (os._exit: Lava may leave threads); main([...]) in a test returns
+    command = argv is None
     _register_stage_commands()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = argv  # train --nproc re-runs the command under torchrun
+    import signal
+    import threading
+
+    if command and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except PsplavaError as exc:
@@ -162,9 +217,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
             os._exit(2)
         return 2
-    except KeyboardInterrupt:
-        print("psplava: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        return _end_interrupted(type(exc), command)
+    except SystemError as exc:
+        kind = _interrupted(exc)
+        if kind is None:
+            raise
+        return _end_interrupted(kind, command)
     except BrokenPipeError:
         # the reader went away (``psplava inspect m.net | head -1``): stop quietly, and keep
         # the interpreter's final flush from raising again

@@ -186,8 +186,29 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     return res
 
 
+#: the file that marks a folder as a demo run, which the next ``demo`` may replace
+DEMO_MARK = ".psplava-demo"
+
+
+def _check_demo_folder(out: Path, overwrite: bool) -> None:
+    """``demo --out`` replaces an earlier demo run, but not a run that ``train`` made (or
+    any other folder with files) unless ``--overwrite``."""
+    from psplava.train.trainer import RUN_FILES
+
+    if out.exists() and not out.is_dir():
+        raise PsplavaError(f"{out}: exists and is not a folder")
+    if overwrite or not out.is_dir() or (out / DEMO_MARK).is_file():
+        return
+    if any((out / f).exists() for f in RUN_FILES):
+        raise PsplavaError(f"{out}: holds a training run that demo did not make; give "
+                           "another --out, or --overwrite to replace it")
+    if any(p.name != ".lock" for p in out.iterdir()):
+        raise PsplavaError(f"{out}: is not empty; give another --out, or --overwrite")
+
+
 def run_demo(config: str | Path, overrides: list[str], out: str | Path,
-             lava_samples: int | None = None, test_samples: int = 200) -> dict[str, Any]:
+             lava_samples: int | None = None, test_samples: int = 200,
+             overwrite: bool = False) -> dict[str, Any]:
     """Train -> export -> simulate on the embedded digits (see configs/demo_digits.yaml)."""
     from psplava.export.exporter import export_checkpoint
     from psplava.train.config import load_config
@@ -195,6 +216,9 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path,
 
     cfg = load_config(config, overrides)
     out = Path(out)
+    _check_demo_folder(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).write_text("a psplava demo run: psplava demo replaces it\n")
     t0 = time.time()
     print(f"[demo] 1/4 training {cfg['model']['arch']} ({cfg['model']['neuron']}, "
           f"{cfg['model']['norm']}, {cfg['model']['arithmetic']} arithmetic) on the embedded "

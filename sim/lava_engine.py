@@ -224,6 +224,20 @@ class LavaNetwork:
         threading.Thread(target=target, daemon=True).start()
         start = last = int(beat[0])
         last_t = time.time()
+        try:
+            self._watch(done, beat, start, last, last_t, steps)
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM) or stalled: Lava's runtime cannot be stopped
+            # in the middle of a run, so its workers are killed and close() only removes
+            # the temp folder
+            _kill_lava_workers()
+            self._started = False
+            self._built = None
+            raise
+        if err:
+            raise err[0]
+
+    def _watch(self, done, beat, start: int, last: int, last_t: float, steps: int) -> None:
         while not done.wait(0.5):
             b = int(beat[0])
             if b != last:
@@ -236,8 +250,6 @@ class LavaNetwork:
                     f"{self.path}: Lava's runtime stopped at step {b - start} of {steps} "
                     f"(no progress for {limit:.0f} s: a Lava process failed; --debug shows "
                     "its output)")
-        if err:
-            raise err[0]
 
     def close(self) -> None:
         if self._built is not None and self._started:

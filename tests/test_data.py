@@ -326,3 +326,22 @@ def test_fmnist_labels_outside_0_9_refused(tmp_path):
              is_test=np.array([0, 0, 0]))
     with pytest.raises(DataError, match="outside 0-9"):
         load_fmnist_arrays(tmp_path, "train")
+
+
+def test_event_cache_notices_a_changed_recording(tmp_path, nmnist_root):
+    """Issue 22: the cache was keyed on file names only and served a recording that had
+    since been emptied (fails before the fix: the old events come back)."""
+    small = tmp_path / "d" / "train"
+    small.mkdir(parents=True)
+    (small / "labels.csv").write_text("sample,label\n1,5\n2,0\n")
+    for i in (1, 2):
+        shutil.copy(nmnist_root / "train" / f"{i}.bs2", small / f"{i}.bs2")
+    cache = tmp_path / "cache.npz"
+    a = NMNIST(tmp_path / "d", "train", cache=cache)
+    assert len(a.events(1)) > 0
+    (small / "2.bs2").write_bytes(b"")           # emptied since the cache was made
+    b = NMNIST(tmp_path / "d", "train", cache=cache)
+    assert len(b.events(1)) == 0
+    np.testing.assert_array_equal(b.events(0), read_nmnist_file(small / "1.bs2"))
+    cache.write_bytes(b"not a cache")            # an unreadable cache is rebuilt
+    assert len(NMNIST(tmp_path / "d", "train", cache=cache).events(0)) > 0

@@ -86,3 +86,63 @@ def test_count_flags_are_bounded(capsys):
         err = capsys.readouterr().err
         # argparse's usage, then one line naming the flag and the range
         assert "expected a finite" in err.strip().splitlines()[-1], (argv, err)
+
+
+# --------------------------------------------------------------------------- run folders
+RUN_CONFIG = ("model: {arch: '34x34x2-n4c3s2-n10'}\n"
+              "data: {dataset: digits, steps: 20, val_count: 10, train_limit: 40}\n"
+              "train: {epochs: 1, batch_size: 10, threads: 1}\n")
+
+
+def test_overwrite_interrupted_never_mixes_two_runs(tmp_path, capsys):
+    """``train --overwrite`` killed at each write moment before its first epoch is whole:
+    the folder holds the new run's files only (never the old best.pt/last.pt/metrics), and
+    the old run sits whole beside it; ``--resume`` then starts the new run, not the old one
+    (before the fix: old checkpoints + new config.yaml, and --resume continued the old run)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from psplava.train.trainer import aside_path
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(RUN_CONFIG)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress"]) == 0
+    old = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    assert {"best.pt", "last.pt", "metrics.jsonl", "config.yaml"} <= set(old)
+    killer = Path(__file__).resolve().parent / "kill_at_write.py"
+    for k in (0, 1, 3):
+        proc = subprocess.run([sys.executable, str(killer), str(k), str(run), "train",
+                               "--config", str(cfg), "--out", str(run), "--no-progress",
+                               "--overwrite", "--set", "train.seed=7"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -9, proc.stderr[-400:]
+        aside = aside_path(run)
+        assert aside.is_dir()
+        assert {n: (aside / n).read_bytes() for n in old} == old   # the old run, whole
+        for name in ("best.pt", "last.pt", "metrics.jsonl"):
+            assert not (run / name).exists() or k > 1
+    capsys.readouterr()
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--no-progress",
+                 "--resume", "--set", "train.seed=7"]) == 0
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1
+    assert not aside_path(run).exists()              # gone once the new run committed
+
+
+def test_demo_refuses_a_training_run(tmp_path, capsys):
+    """``demo --out`` overwrote a trained run (data lost); now it refuses one it did not
+    make, and a non-empty folder, without --overwrite."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"precious")
+    assert main(["demo", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "demo did not make" in err[0]
+    assert (run / "best.pt").read_bytes() == b"precious"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(other)]) == 2
+    assert "is not empty" in capsys.readouterr().err

@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
         "dt_ms": 1.0,             # bin width for event data
         "val_count": 6000,        # held out from the training split (paper: 6K of 60K)
         "train_limit": None,      # use only the first N training recordings
+        "split_seed": None,       # seed of the held-out recordings (null: train.seed)
         "encoding": {},           # fmnist: {kind: rate|regular, gain: 1.0}
         "augment": {"shift": 0},  # random spatial shift of event data, +-pixels
         "cache": None,            # N-MNIST: .npz keeping the decoded events of a split
@@ -149,6 +150,7 @@ SCHEMA: dict[str, dict[str, _Field]] = {
         "dt_ms": _Field(float, above=0),
         "val_count": _Field(int, lo=0),
         "train_limit": _Field(int, lo=1, nullable=True),
+        "split_seed": _Field(int, lo=0, nullable=True),
         "encoding": _Field(dict),
         "augment": _Field(dict),
         "cache": _Field(str, nullable=True),

@@ -23,7 +23,7 @@ import torch
 import yaml
 from psplava.lavadl import slayer
 
-from psplava.data import dataset_from_config, make_dataset, train_val_split
+from psplava.data import dataset_from_config, make_dataset, split_seed, train_val_split
 from psplava.errors import ConfigError, PsplavaError, atomic_path
 from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
 from psplava.train.model import SNN
@@ -317,6 +317,8 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
                 try:
                     _check_run_folder(out, resume, overwrite)
                     stack.enter_context(run_folder_lock(out))
+                    if overwrite and _move_aside(out, log):
+                        stack.enter_context(run_folder_lock(out))  # the new, empty folder
                 except PsplavaError as exc:
                     problem = str(exc)
             problem = rt.broadcast(problem)
@@ -325,6 +327,43 @@ def train(cfg: dict[str, Any], out_dir: str | Path, resume: bool = False,
             return _train(cfg, out, resume, progress, log if rt.is_main else _quiet, rt)
     finally:
         rt.close()
+
+
+def aside_path(out: Path) -> Path:
+    """Where ``--overwrite`` keeps the run it replaces until the new run's first commit."""
+    return out.with_name(f".{out.name}.replaced")
+
+
+def _drop_replaced(out: Path) -> None:
+    """The run ``--overwrite`` moved aside goes once the new run has a commit of its own."""
+    import shutil
+
+    aside = aside_path(out)
+    if aside.exists() and (out / "last.pt").is_file():
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _move_aside(out: Path, log) -> Path | None:
+    """``--overwrite`` of a folder that holds a run: the old run moves aside whole (one
+    rename, under its lock) before the new run writes anything, so the folder never mixes
+    two runs; it is deleted after the new run's first commit (an interrupted overwrite
+    leaves it there, whole).  None when there is no run to replace."""
+    import shutil
+
+    if not any((out / f).exists() for f in RUN_FILES):
+        return None
+    aside = aside_path(out)
+    try:
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.rename(out, aside)
+        out.mkdir()
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot move the run it holds aside for --overwrite "
+                          f"({exc.strerror or exc})") from None
+    log(f"{out}: the run it held is moved to {aside} until this run's first epoch is "
+        "committed")
+    return aside
 
 
 def _quiet(*_args, **_kwargs) -> None:
@@ -388,12 +427,16 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
     if rt.is_main:
         for stale in out.glob(".*.tmp"):  # temp files of a killed run (atomic_path)
             stale.unlink(missing_ok=True)
+        _drop_replaced(out)
     t = cfg["train"]
     _set_rank_threads(t, rt)
     seed = int(t["seed"])
     torch.manual_seed(seed)
+    if t.get("init_from") and not resume:
+        keep_source_split(cfg, load_checkpoint(t["init_from"]).get("config") or {}, log)
     full = build_datasets(cfg, "train")
-    tr_idx, va_idx = train_val_split(len(full), int(cfg["data"]["val_count"]), seed)
+    tr_idx, va_idx = train_val_split(len(full), int(cfg["data"]["val_count"]),
+                                     split_seed(cfg))
     model = SNN(model_spec(cfg)).to(rt.device)
     where = describe(rt.device) + (f", {rt.world_size} processes ({rt.backend})"
                                    if rt.distributed else "")
@@ -453,6 +496,7 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
                     "firing_rates": va["firing_rates"]}
         if rt.is_main:
             _commit_epoch(out, model, cfg, optimizer, epoch, best, row, is_best, board)
+            _drop_replaced(out)
         done = epoch + 1 - start_epoch
         left = int(t["epochs"]) - epoch - 1
         eta = (time.time() - t_start) / done * left
@@ -491,6 +535,45 @@ def _commit_epoch(out: Path, model: SNN, cfg: dict[str, Any], optimizer, epoch: 
         board.add_scalar("val/mean_firing_rate", float(np.mean(row["val_firing_rates"])),
                          epoch + 1)
         board.flush()
+
+
+#: the data keys that, with the split seed, decide which recordings a run holds out
+SPLIT_KEYS = ("dataset", "val_count", "train_limit")
+
+
+def keep_source_split(cfg: dict[str, Any], source: dict[str, Any], log) -> None:
+    """A fine-tune holds out its source's held-out recordings: with the same data but
+    another ``train.seed`` it takes the source's split seed (``data.split_seed``, written
+    into its config); where the data differ, or ``data.split_seed`` says otherwise, it
+    says loudly how many of its validation recordings the source trained on."""
+    d, sd = cfg["data"], source.get("data", {})
+    mine, theirs = split_seed(cfg), split_seed(source)
+    same_data = all(d.get(k) == sd.get(k) for k in SPLIT_KEYS)
+    if same_data and mine == theirs:
+        return
+    if same_data and d.get("split_seed") is None:
+        d["split_seed"] = theirs
+        log(f"keeping the source's held-out recordings: data.split_seed = {theirs} "
+            f"(train.seed {cfg['train']['seed']} seeds the rest)")
+        return
+    n = _split_size(cfg)
+    leaked = "some"
+    if n is not None and n == _split_size(source):
+        _, va = train_val_split(n, int(d["val_count"]), mine)
+        tr_src, _ = train_val_split(n, int(sd.get("val_count", 0)), theirs)
+        leaked = str(len(np.intersect1d(va, tr_src)))
+    log(f"WARNING: this fine-tune does not hold out its source's recordings "
+        f"({'data.split_seed is set' if same_data else 'its data settings differ'}): "
+        f"{leaked} of its {d['val_count']} validation recordings were in the source's "
+        "training set, so its validation accuracy is not a held-out one")
+
+
+def _split_size(cfg: dict[str, Any]) -> int | None:
+    """Training recordings a config splits (None when its data are not at hand)."""
+    try:
+        return len(build_datasets(cfg, "train"))
+    except PsplavaError:
+        return None
 
 
 def _init_fine_tune(model: SNN, cfg: dict[str, Any], full, tr_idx, va_idx, out: Path,

@@ -84,7 +84,7 @@ def dataset_from_config(cfg: dict[str, Any], split: str, dataset: str | None = N
     override the config's (another copy of the data); ``limit`` keeps the first N.
     """
     d = cfg.get("data", {})
-    seed = int(cfg.get("train", {}).get("seed", 0))
+    seed = int(cfg.get("train", {}).get("seed", 0))   # F-MNIST's spike encoding
     name = dataset or d.get("dataset")
     root = root if root is not None else d.get("root")
     kw = dict(steps=int(d["steps"]) if d.get("steps") else None,
@@ -92,7 +92,7 @@ def dataset_from_config(cfg: dict[str, Any], split: str, dataset: str | None = N
     if split == "val":
         full = make_dataset(name, root, "train", limit=d.get("train_limit"),
                             cache=d.get("cache"), **kw)
-        _, va = train_val_split(len(full), int(d.get("val_count", 0)), seed)
+        _, va = train_val_split(len(full), int(d.get("val_count", 0)), split_seed(cfg))
         return Subset(full, va if limit is None else va[:limit])
     return make_dataset(name, root, split, limit=limit, **kw)
 
@@ -117,6 +117,15 @@ class Subset:
         return self.dataset.events(int(self.indices[i]))
 
 
+def split_seed(cfg: dict[str, Any]) -> int:
+    """The seed of a run's held-out recordings: ``data.split_seed`` when set (a fine-tune
+    keeps its source's), else ``train.seed``."""
+    d = cfg.get("data", {})
+    if d.get("split_seed") is not None:
+        return int(d["split_seed"])
+    return int(cfg.get("train", {}).get("seed", 0))
+
+
 def train_val_split(n: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of ``range(n)`` into sorted (train, validation) index arrays.
 
@@ -129,4 +138,4 @@ def train_val_split(n: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.n
 
 
 __all__ = ["Binning", "DatasetName", "Subset", "bin_events", "dataset_from_config", "make_dataset",
-           "read_nmnist_file", "resolve_root", "train_val_split", "SHARED_DATA", "REPO_ROOT"]
+           "read_nmnist_file", "resolve_root", "split_seed", "train_val_split", "SHARED_DATA", "REPO_ROOT"]

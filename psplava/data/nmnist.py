@@ -109,6 +109,15 @@ def index_nmnist(root: str | Path, split: str) -> list[tuple[Path, int]]:
     return items
 
 
+def _stamps(files: list[Path]) -> np.ndarray:
+    """(size, mtime in ns) of each file: what the event cache is keyed on besides names."""
+    out = np.zeros((len(files), 2), dtype=np.int64)
+    for i, f in enumerate(files):
+        st = Path(f).stat()
+        out[i] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
 class NMNIST:
     """Real N-MNIST recordings as binned spike tensors ``(T, H, W, 2)``.
 
@@ -135,18 +144,30 @@ class NMNIST:
             self._events = self._load_cache(Path(cache))
 
     def _load_cache(self, cache: Path) -> list[np.ndarray]:
+        """The split's decoded events from ``cache`` when it was made from the same files,
+        the same content as far as size and modification time tell (names alone would
+        serve a recording that has since been replaced or emptied); else decoded anew and
+        the cache rewritten."""
         names = np.array([str(f) for f, _ in self.items])
+        stamps = _stamps([f for f, _ in self.items])
         if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                if z["names"].shape == names.shape and (z["names"] == names).all():
-                    ev, off = z["events"], z["offsets"]
-                    return [ev[off[i]:off[i + 1]] for i in range(len(names))]
+            try:
+                with np.load(cache, allow_pickle=False) as z:
+                    fresh = ("stamps" in z.files and z["names"].shape == names.shape
+                             and (z["names"] == names).all()
+                             and np.array_equal(z["stamps"], stamps))
+                    if fresh:
+                        ev, off = z["events"], z["offsets"]
+                        return [ev[off[i]:off[i + 1]] for i in range(len(names))]
+            except (OSError, ValueError, KeyError, EOFError):
+                pass  # an unreadable cache is rebuilt, never trusted
         events = [read_nmnist_file(f) for f, _ in self.items]
         offsets = np.concatenate([[0], np.cumsum([len(e) for e in events])])
         from psplava.errors import atomic_path
         with atomic_path(cache) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, names=names, events=np.concatenate(events), offsets=offsets)
+                np.savez(fh, names=names, stamps=stamps, events=np.concatenate(events),
+                         offsets=offsets)
         return events
 
     def __len__(self) -> int:
