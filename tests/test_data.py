@@ -339,9 +339,13 @@ def test_event_cache_notices_a_changed_recording(tmp_path, nmnist_root):
     cache = tmp_path / "cache.npz"
     a = NMNIST(tmp_path / "d", "train", cache=cache)
     assert len(a.events(1)) > 0
-    (small / "2.bs2").write_bytes(b"")           # emptied since the cache was made
+    shutil.copy(nmnist_root / "train" / "3.bs2", small / "2.bs2")   # replaced since
     b = NMNIST(tmp_path / "d", "train", cache=cache)
-    assert len(b.events(1)) == 0
-    np.testing.assert_array_equal(b.events(0), read_nmnist_file(small / "1.bs2"))
+    np.testing.assert_array_equal(b.events(1), read_nmnist_file(small / "2.bs2"))
+    assert len(b.events(1)) != len(a.events(1))
+    (small / "2.bs2").write_bytes(b"")           # emptied since the cache was made
+    with pytest.raises(DataError, match="empty recording"):
+        NMNIST(tmp_path / "d", "train", cache=cache)
+    shutil.copy(nmnist_root / "train" / "2.bs2", small / "2.bs2")
     cache.write_bytes(b"not a cache")            # an unreadable cache is rebuilt
     assert len(NMNIST(tmp_path / "d", "train", cache=cache).events(0)) > 0
