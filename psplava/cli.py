@@ -183,33 +183,57 @@ def _end_interrupted(kind: type, command: bool = True) -> int:
     except (OSError, ValueError):
         pass
     import multiprocessing as mp
+    import multiprocessing.util as mp_util
+    import threading
 
-    for proc in mp.active_children():   # Lava's workers, a DataLoader's
-        try:
-            proc.kill()
-        except Exception:  # already gone
-            pass
+    def kill(managers: bool) -> None:
+        for proc in mp.active_children():   # Lava's workers, a DataLoader's
+            if managers or "Manager" not in (proc.name or ""):
+                try:
+                    proc.kill()
+                except Exception:  # already gone
+                    pass
+
+    kill(managers=False)
+    # multiprocessing's own exit work, with the shared-memory manager still alive to unlink
+    # its segments (Lava's channels) and remove its temp folder
+    finisher = threading.Thread(target=mp_util._run_finalizers, daemon=True)
+    finisher.start()
+    finisher.join(10)
+    kill(managers=True)
     os._exit(code)
+
+
+def _quiet_child_signals() -> None:
+    """In processes forked from the command (Lava's workers, DataLoader workers, the netx
+    parser): Ctrl-C reaches the whole process group, but only the command answers it (it
+    kills its children); a SIGTERM of a child ends it without a traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     # the command itself (argv from the command line) ends interrupted runs with one line
     # and exit 130 / 143 (os._exit: Lava may leave threads); main([...]) in a test returns
     command = argv is None
-    _register_stage_commands()
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args.argv = argv  # train --nproc re-runs the command under torchrun
     import signal
     import threading
 
     if command and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+        os.register_at_fork(after_in_child=_quiet_child_signals)
+    args = None
     try:
+        _register_stage_commands()      # heavy imports: a signal may arrive here too
+        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(argv)
+        args.argv = argv  # train --nproc re-runs the command under torchrun
         return int(args.func(args) or 0)
     except PsplavaError as exc:
-        if args.debug:
+        if args is not None and args.debug:
             raise
         print(f"psplava: error: {exc}", file=sys.stderr)
         if getattr(exc, "fatal", False):  # Lava's threads would keep the interpreter alive

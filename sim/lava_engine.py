@@ -92,14 +92,29 @@ class LavaRuntimeError(NetFileError):
     fatal = True
 
 
-def _kill_lava_workers() -> None:
+def _kill_lava_workers(root=None) -> None:
+    """Kill Lava's worker processes; with ``root`` (the run's process) first shut its
+    shared-memory manager down the orderly way, so that its segments are unlinked and its
+    temp folder removed (killing the manager leaks both until the resource tracker
+    notices, with a warning)."""
     import multiprocessing as mp
 
-    for proc in mp.active_children():
-        try:
-            proc.kill()
-        except Exception:  # already gone
-            pass
+    def kill(managers: bool) -> None:
+        for proc in mp.active_children():
+            if managers or "Manager" not in (proc.name or ""):
+                try:
+                    proc.kill()
+                except Exception:  # already gone
+                    pass
+
+    kill(managers=False)
+    try:
+        smm = root.runtime._messaging_infrastructure.smm
+        if smm is not None:
+            smm.shutdown()
+    except Exception:  # noqa: BLE001 - no runtime, or already down: kill it below
+        pass
+    kill(managers=True)
 
 
 def _run_steps(n: int):
@@ -230,7 +245,7 @@ class LavaNetwork:
             # interrupted (Ctrl-C, SIGTERM) or stalled: Lava's runtime cannot be stopped
             # in the middle of a run, so its workers are killed and close() only removes
             # the temp folder
-            _kill_lava_workers()
+            _kill_lava_workers(root)
             self._started = False
             self._built = None
             raise
