@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from psplava.argtypes import count_int, positive_int
+from psplava.argtypes import refuse_unused, count_int, positive_int
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -17,6 +17,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from psplava.errors import check_output
 
     check_output(args.output, (args.checkpoint,), (f".{args.format}",))
+    if not args.causal_eval:
+        refuse_unused(args, ("dataset", "root", "split", "limit"),
+                      "without --causal-eval (export's own accuracy check reads the "
+                      "checkpoint's held-out recordings; see --eval-samples)")
+    if args.split is None:
+        args.split = "test"
     if args.k_max is not None:
         from psplava import loihi
         from psplava.errors import PsplavaError
@@ -195,6 +201,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="for whole-window PSP-LN: evaluate the weights with causal statistics")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
     p.add_argument("--root", default=None)
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--limit", type=positive_int, default=None)
+    p.add_argument("--split", default=None, choices=["train", "test"],
+                   help="with --causal-eval: which recordings (default: test)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="with --causal-eval: the first N recordings")
     p.set_defaults(func=_cmd_export)

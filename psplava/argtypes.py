@@ -44,3 +44,14 @@ positive_int = bounded(int, lo=1)
 count_int = bounded(int, lo=0)
 #: a positive finite number (a bin width in ms)
 positive_float = bounded(float, above=0)
+
+
+def refuse_unused(args: argparse.Namespace, dests: tuple[str, ...], why: str) -> None:
+    """Flags that do not apply to the chosen mode are refused, not ignored: each ``dest``
+    of ``dests`` (flags whose default is ``None`` or ``False``) must not have been given.
+    Raises :class:`psplava.errors.PsplavaError` naming the first flag that was."""
+    from psplava.errors import PsplavaError
+
+    for dest in dests:
+        if getattr(args, dest, None) not in (None, False):
+            raise PsplavaError(f"--{dest.replace('_', '-')} does not apply {why}")

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from psplava.argtypes import refuse_unused
 from psplava.device import describe, resolve_device
 from psplava.errors import PsplavaError, atomic_path, check_output
 
@@ -107,6 +108,9 @@ def _cmd_sim(args: argparse.Namespace) -> int:
                            "the CPU)")
     device = resolve_device(args.device) if args.engine == "reference" else None
     if args.input:
+        refuse_unused(args, ("compare", "dataset", "root", "split", "limit", "dt"),
+                      "with --input (one array in, one array out; the dataset mode reads "
+                      "recordings)")
         if args.output is None:
             raise PsplavaError("--input needs --output")
         check_output(args.output, (args.model, args.input), (".npy",))
@@ -127,6 +131,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
         print(json.dumps(res))
         return 0
     # dataset mode: --dataset/--root default to the run config the file carries
+    refuse_unused(args, ("output",), "without --input (the dataset mode prints accuracy and "
+                  "spike counts; --input X.npy --output Y.npy runs one array)")
+    if args.split is None:
+        args.split = "test"
     return _sim_dataset(args)
 
 
@@ -175,8 +183,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
     p.add_argument("--root", default=None)
-    p.add_argument("--split", default="test", choices=["train", "test", "val"],
-                   help="val: the recordings the run (the file's config) held out")
+    p.add_argument("--split", default=None, choices=["train", "test", "val"],
+                   help="val: the recordings the run (the file's config) held out (default: "
+                   "test)")
     p.add_argument("--limit", type=_positive(int), default=None,
                    help="first N recordings of the split")
     p.add_argument("--dt", type=_positive(float), default=None, help="bin width, ms")

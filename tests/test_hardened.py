@@ -46,3 +46,96 @@ def test_fine_tune_keeps_its_sources_held_out_recordings(tmp_path, capsys):
     assert main(["evaluate", str(tune / "best.pt"), "--split", "val", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["samples"] == 10
+
+
+# --------------------------------------------------------------------------- signals
+def _interrupt(cmd: list[str], sig, wait: float, tmp) -> tuple[int, str, list]:
+    """Run ``psplava cmd`` with TMPDIR=tmp, send ``sig`` after ``wait`` s: (exit status,
+    stderr, what is left in tmp)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(tmp))
+    proc = subprocess.Popen([sys.executable, "-m", "psplava", *cmd], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(wait)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err, sorted(p.name for p in tmp.iterdir())
+
+
+def _shm() -> set[str]:
+    import os
+
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def test_signals_end_every_command_with_one_line(tmp_path):
+    """SIGTERM and SIGINT during Lava's run, during imports, and inside numba kernels:
+    exit 143 / 130, one line on stderr, no temp folder and no shared memory left (before:
+    SIGTERM left psplava-lava-* folders and Lava's shared memory, Ctrl-C printed hundreds of
+    traceback lines, Ctrl-C inside numba exited 1 with a SystemError)."""
+    import signal
+
+    from test_nir_import import _dense_if
+    from psplava.export.nir_import import import_graph
+    from psplava.netfile import write_netfile
+
+    layers, _ = import_graph(_dense_if(0.625), 1.0)
+    net = tmp_path / "m.net"
+    write_netfile(net, layers, {})
+    x = tmp_path / "x.npy"
+    np.save(x, (np.random.default_rng(0).random((1, 20000)) < 0.5).astype(np.uint8))
+    sim = ["sim", str(net), "--input", str(x), "--output", str(tmp_path / "y.npy"),
+           "--engine", "lava"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(RUN_CONFIG.replace("epochs: 1", "epochs: 100000"))
+    train = ["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress",
+             "--overwrite"]
+    before = _shm()
+    cases = [(sim, signal.SIGTERM, 0.2, 143), (sim, signal.SIGTERM, 9.0, 143),
+             (sim, signal.SIGINT, 9.0, 130), (train, signal.SIGINT, 9.0, 130),
+             (train, signal.SIGTERM, 9.0, 143)]
+    for i, (cmd, sig, wait, code) in enumerate(cases):
+        rc, err, left = _interrupt(cmd, sig, wait, tmp_path / f"tmp{i}")
+        assert rc == code, (cmd[0], sig, wait, err[-600:])
+        assert err.strip().splitlines() == ["psplava: " + ("terminated" if code == 143
+                                                           else "interrupted")], err[-600:]
+        assert left == [], (cmd[0], sig, wait, left)
+    assert _shm() <= before
+
+
+# --------------------------------------------------------------------------- ignored flags
+def test_flags_that_do_not_apply_are_refused(tmp_path, capsys):
+    """sim --input ignored --compare and the dataset flags, dataset mode ignored --output,
+    export ignored --limit/--dataset without --causal-eval; now each is one line, exit 2,
+    and nothing is written."""
+    from pathlib import Path
+
+    net = Path(__file__).resolve().parent / "data" / "golden_cuba_psp_bn.net"
+    ckpt = net.with_suffix(".pt")
+    x = tmp_path / "x.npy"
+    from psplava.netfile import input_shape, read_netfile
+
+    np.save(x, np.zeros((*input_shape(read_netfile(net)), 4), np.uint8))
+    y = tmp_path / "y.npy"
+    cases = [
+        (["sim", str(net), "--input", str(x), "--output", str(y), "--compare", str(ckpt)],
+         "--compare does not apply with --input"),
+        (["sim", str(net), "--input", str(x), "--output", str(y), "--limit", "3"],
+         "--limit does not apply with --input"),
+        (["sim", str(net), "--input", str(x), "--output", str(y), "--split", "val"],
+         "--split does not apply with --input"),
+        (["sim", str(net), "--split", "val", "--output", str(y)],
+         "--output does not apply without --input"),
+        (["export", str(ckpt), "-o", str(tmp_path / "m.net"), "--limit", "5"],
+         "--limit does not apply without --causal-eval"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert not y.exists() and not (tmp_path / "m.net").exists()
