@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from psplava.argtypes import positive_float, positive_int
+from psplava.argtypes import positive_float, positive_int, steps_int
 
 
 def _dataset_inputs(args, net) -> tuple:
@@ -14,10 +14,13 @@ def _dataset_inputs(args, net) -> tuple:
     recordings, as ``psplava sim`` reads them (the file's config, overridden by flags)."""
     import numpy as np
 
-    from psplava.pipeline import file_dataset
+    from psplava.budget import check_fits
+    from psplava.pipeline import batch_bytes, file_dataset
 
-    ds, _ = file_dataset(net, args.dataset, args.root, args.split, args.limit, args.steps,
+    ds, d = file_dataset(net, args.dataset, args.root, args.split, args.limit, args.steps,
                          args.dt)
+    check_fits(batch_bytes(net, len(ds), int(d["steps"])),
+               f"{len(ds)} recordings of {int(d['steps'])} steps through {net.path}")
     xs = np.stack([ds[i][0] for i in range(len(ds))], axis=1)
     ys = np.array([ds[i][1] for i in range(len(ds))])
     return xs, ys
@@ -125,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None)
     p.add_argument("--split", choices=("train", "test", "val"), default="val")
     p.add_argument("--limit", type=positive_int, default=None)
-    p.add_argument("--steps", type=positive_int, default=None,
+    p.add_argument("--steps", type=steps_int, default=None,
                    help="steps per recording (default: the file's config)")
     p.add_argument("--dt", type=positive_float, default=None, help="bin width, ms (default: the "
                    "file's config)")

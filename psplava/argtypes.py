@@ -44,6 +44,10 @@ positive_int = bounded(int, lo=1)
 count_int = bounded(int, lo=0)
 #: a positive finite number (a bin width in ms)
 positive_float = bounded(float, above=0)
+#: the most time steps a command accepts (the config's ``data.steps`` range)
+MAX_STEPS = 100_000
+#: time steps T of a recording (``--steps``)
+steps_int = bounded(int, lo=1, hi=MAX_STEPS)
 
 
 def refuse_unused(args: argparse.Namespace, dests: tuple[str, ...], why: str) -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from psplava.argtypes import count_int, positive_float, positive_int
+from psplava.argtypes import count_int, positive_float, positive_int, steps_int
 from psplava.errors import PsplavaError
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
@@ -22,7 +22,7 @@ def _add_dataset_args(p: argparse.ArgumentParser, root_required: bool = False) -
     p.add_argument("--dataset", required=True, choices=["nmnist", "fmnist", "digits"])
     p.add_argument("--root", default=None, help="dataset root (not needed for digits)")
     p.add_argument("--split", default="train", choices=["train", "test"])
-    p.add_argument("--steps", type=positive_int, default=None,
+    p.add_argument("--steps", type=steps_int, default=None,
                    help="time steps T (default 300 for events, 100 for fmnist)")
     p.add_argument("--dt", type=positive_float, default=1.0, help="bin width in ms (events)")
 
@@ -34,9 +34,9 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
     ds = make_dataset(args.dataset, args.root, args.split, steps=args.steps, dt_ms=args.dt)
     info = dataset_info(ds, max_event_samples=args.max_samples)
     info.update({"dataset": args.dataset, "split": args.split, "root": args.root})
-    print(format_info(info, f"{args.dataset} ({args.split}) at {args.root or 'embedded'}"))
-    if args.json:
-        print(json.dumps(info))
+    if not args.json:
+        print(format_info(info, f"{args.dataset} ({args.split}) at {args.root or 'embedded'}"))
+    print(json.dumps(info))   # the last stdout line is JSON on every command
     return 0
 
 
@@ -44,9 +44,16 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
     from psplava.data import make_dataset
     from psplava.data.inspect import show_sample
 
+    steps = args.steps or (100 if args.dataset == "fmnist" else 300)
+    if args.slices > steps:
+        raise PsplavaError(f"--slices {args.slices}: more slices than the {steps} steps")
     ds = make_dataset(args.dataset, args.root, args.split, steps=args.steps, dt_ms=args.dt)
-    out = show_sample(ds, args.index, args.out, slices=args.slices)
+    if not -len(ds) <= args.index < len(ds):
+        raise PsplavaError(f"--index {args.index}: the split has {len(ds)} samples "
+                           f"(0..{len(ds) - 1})")
+    out = show_sample(ds, args.index % len(ds), args.out, slices=args.slices)
     print(f"wrote {out}")
+    print(json.dumps({"output": str(out), "index": args.index, "slices": args.slices}))
     return 0
 
 
@@ -91,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_args(info)
     info.add_argument("--max-samples", type=positive_int, default=None,
                       help="measure event statistics on at most this many samples")
-    info.add_argument("--json", action="store_true", help="also print a JSON line")
+    info.add_argument("--json", action="store_true",
+                      help="only the JSON line (the last line is always JSON)")
     info.set_defaults(func=_cmd_data_info)
     show = dsub.add_parser("show", help="PNG of one sample: one image per saccade/time slice")
     _add_dataset_args(show)

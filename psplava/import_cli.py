@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from psplava import __version__, loihi
-from psplava.argtypes import count_int, positive_float, positive_int
+from psplava.argtypes import count_int, positive_float, positive_int, steps_int
 from psplava.errors import PsplavaError, check_output
 from psplava.export.nir_float import FloatGraph, output_node
 from psplava.export.nir_import import (FRAMEWORK_DT, framework_of, import_graph, metadata_dt,
@@ -119,7 +119,21 @@ def file_outputs(path: str, xs: np.ndarray, engine: str) -> tuple[np.ndarray, li
 
 
 def compare(args, out: str, graph, dt: float) -> dict[str, Any]:
+    from psplava.budget import check_fits
+    from psplava.data import dataset_from_config
+    from psplava.export.nir_float import input_shape
+
     cfg = data_config(args)
+    ds = dataset_from_config(cfg, args.split, limit=args.limit)
+    shape = tuple(ds[0][0].shape[1:]) if len(ds) else ()
+    want = input_shape(graph)
+    nir_order = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+    if len(ds) and tuple(nir_order) != tuple(want):
+        raise PsplavaError(f"{args.dataset} recordings are {nir_order} (C, H, W) per step; the "
+                           f"graph's Input is {tuple(want)}")
+    elems = float(np.prod(want))
+    check_fits(len(ds) * args.steps * elems * 24.0,
+               f"comparing on {len(ds)} recordings of {args.steps} steps")
     xs, ys = load_samples(cfg, args.split, args.limit)
     fc, f_spikes = float_outputs(graph, dt, xs)
     res: dict[str, Any] = {"samples": int(len(ys)), "split": args.split,
@@ -212,7 +226,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="recordings --split val holds out (default 100)")
     p.add_argument("--seed", type=count_int, default=0, help="seed of --split val (default 0)")
     p.add_argument("--limit", type=positive_int, default=None)
-    p.add_argument("--steps", type=positive_int, default=None, help="bins per recording")
+    p.add_argument("--steps", type=steps_int, default=None, help="bins per recording")
     p.add_argument("--bin-ms", type=positive_float, default=1.0,
                    help="bin width in ms (default 1)")
     p.add_argument("--lava-limit", type=count_int, default=0,

@@ -24,6 +24,7 @@ import torch
 
 from psplava import loihi
 from psplava.device import describe, resolve_device
+from psplava.budget import check_fits
 from psplava.errors import PsplavaError
 
 
@@ -93,6 +94,17 @@ def file_latency(net) -> int:
     return loihi.latency("SRM" if types == {"SRM"} else "CUBA", len(layers))
 
 
+def batch_bytes(net, n: int, steps: int) -> float:
+    """Bytes a batch of ``n`` recordings of ``steps`` steps takes through a file's engines:
+    the input in float32 (twice: binned and padded) and every layer's output."""
+    from psplava.netfile import input_shape
+
+    inputs = float(np.prod(input_shape(net)))
+    neurons = sum(float(np.prod(layer.shape)) for layer in net.layers
+                  if layer.type in ("conv", "dense"))
+    return float(n) * steps * (8 * inputs + 9 * neurons)
+
+
 def file_dataset(net, dataset: str | None, root: str | None, split: str,
                  limit: int | None = None, steps: int | None = None, dt: float | None = None):
     """``(dataset, data config)`` of the recordings a ``.net`` file runs on: its run's
@@ -140,6 +152,9 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     ds, d = file_dataset(net, dataset, root, split, limit, steps, dt)
     n = len(ds)
     lag = file_latency(net)
+    batch = 16
+    check_fits(batch_bytes(net, min(batch, n), int(d["steps"]) + lag),
+               f"simulating {model} with {int(d['steps'])} steps")
     dev = resolve_device(device) if engine == "reference" else torch.device("cpu")
     ref = CheckpointReference(compare, dev) if compare else None
     correct = 0
@@ -151,7 +166,6 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
 
         lava_net = LavaNetwork(model, int(d["steps"]) + lag, "all" if ref else "last",
                                net_file=net)
-    batch = 16
     bar = tqdm(total=n, desc=f"sim ({engine})", unit="sample", disable=not progress,
                file=sys.stderr)
     try:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from psplava.argtypes import refuse_unused
+from psplava.argtypes import positive_float, positive_int, refuse_unused, steps_int
 from psplava.device import describe, resolve_device
 from psplava.errors import PsplavaError, atomic_path, check_output
 
@@ -153,21 +153,6 @@ def _sim_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(kind):
-    """argparse type: a positive ``kind`` (0 is not "the default")."""
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got "
-                                             f"{text!r}") from None
-        if not (0 < v < float("inf")):
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got "
-                                             f"{text!r}")
-        return v
-    return parse
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sim", help="run a .net file in Lava or the reference engine")
     p.add_argument("model")
@@ -176,7 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "shape + (T,): (x, y, f, T) or (F, T) spikes, or the input neuron's a_in "
                    "(graded integers) for a file that starts with an input neuron "
                    "(docs/netfile.md, 'Input')")
-    p.add_argument("--steps", type=_positive(int), default=None,
+    p.add_argument("--steps", type=steps_int, default=None,
                    help="steps to run (input zero-padded or cut; default: the input's T, or "
                    "the file's config in dataset mode)")
     p.add_argument("--output", help="output .npy of the output layer's output, Lava order")
@@ -186,9 +171,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, choices=["train", "test", "val"],
                    help="val: the recordings the run (the file's config) held out (default: "
                    "test)")
-    p.add_argument("--limit", type=_positive(int), default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="first N recordings of the split")
-    p.add_argument("--dt", type=_positive(float), default=None, help="bin width, ms")
+    p.add_argument("--dt", type=positive_float, default=None, help="bin width, ms")
     p.add_argument("--compare", metavar="CKPT", default=None,
                    help="count spike mismatches per layer against this checkpoint")
     p.add_argument("--json", action="store_true", help="(the last line is always JSON)")

@@ -29,6 +29,10 @@ CASES = int(os.environ.get("PSPLAVA_FUZZ_CASES", "30"))
 TIME_BOUND_S = 60
 
 
+#: stdout of the last :func:`_run` call (for a ``check_ok`` that reads it)
+LAST_OUT = [""]
+
+
 class _Hang(Exception):
     pass
 
@@ -57,7 +61,9 @@ def _run(argv: list[str], capsys, check_ok=None) -> str:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    captured = capsys.readouterr()
+    LAST_OUT[0] = captured.out
+    err = [line for line in captured.err.splitlines() if line.strip()]
     if code == 2:
         lines = [line for line in err if line.startswith("psplava") or "error" in line]
         if len(lines) != 1 and os.environ.get("PSPLAVA_FUZZ_DEBUG"):
@@ -209,3 +215,110 @@ def test_fuzz_sim_input(tmp_path, capsys):
         counts[_run(["sim", str(net), "--input", str(tmp_path / f"x{i}.npy"), "--output",
                      str(out), "--engine", "reference", *steps], capsys, ok)] += 1
     _report("sim --input arrays", counts)
+
+
+# --------------------------------------------------------------------------- flags x values
+#: every numeric flag of every command, with the rest of a quick, valid command line
+#: ({v}: the value under test); test_fuzz_numeric_flags checks that none is missing
+FLAG_CASES = {
+    ("data info", "--steps"): "data info --dataset digits --max-samples 3 --steps {v}",
+    ("data info", "--dt"): "data info --dataset digits --max-samples 3 --dt {v}",
+    ("data info", "--max-samples"): "data info --dataset digits --max-samples {v}",
+    ("data show", "--steps"): "data show --dataset digits --out {tmp}/s.png --steps {v}",
+    ("data show", "--dt"): "data show --dataset digits --out {tmp}/s.png --dt {v}",
+    ("data show", "--index"): "data show --dataset digits --out {tmp}/s.png --index {v}",
+    ("data show", "--slices"): "data show --dataset digits --out {tmp}/s.png --slices {v}",
+    ("sweep", "--parallel"): "sweep {tmp}/missing.yaml --grid train.seed=1 --out {tmp}/sw "
+                             "--parallel {v}",
+    ("sweep", "--nproc"): "sweep {tmp}/missing.yaml --grid train.seed=1 --out {tmp}/sw "
+                          "--nproc {v}",
+    ("train", "--nproc"): "train --config {tmp}/missing.yaml --out {tmp}/r --nproc {v}",
+    ("evaluate", "--limit"): "evaluate {pt} --dataset digits --split test --limit {v} --json",
+    ("export", "--k-max"): "export {pt} -o {tmp}/m.net --eval-samples 0 --k-max {v}",
+    ("export", "--eval-samples"): "export {pt} -o {tmp}/m.net --eval-samples {v}",
+    ("export", "--limit"): "export {pt} -o {tmp}/m.net --causal-eval --dataset digits "
+                           "--limit {v}",
+    ("sim", "--steps"): "sim {net} --split test --limit 2 --engine reference --steps {v}",
+    ("sim", "--limit"): "sim {net} --split test --engine reference --limit {v}",
+    ("sim", "--dt"): "sim {net} --split test --limit 2 --engine reference --dt {v}",
+    ("deploy", "--limit"): "deploy {net} --plan --split test --limit {v} --json",
+    ("deploy", "--steps"): "deploy {net} --plan --split test --limit 2 --steps {v} --json",
+    ("deploy", "--dt"): "deploy {net} --plan --split test --limit 2 --dt {v} --json",
+    ("import", "--dt"): "import {nir} -o {tmp}/i.net --dt {v}",
+    ("import", "--k-max"): "import {nir} -o {tmp}/i.net --dt 1e-4 --k-max {v}",
+    ("import", "--val-count"): "import {nir} -o {tmp}/i.net --dt 1e-4 --val-count {v}",
+    ("import", "--seed"): "import {nir} -o {tmp}/i.net --dt 1e-4 --seed {v}",
+    ("import", "--limit"): "import {nir} -o {tmp}/i.net --dt 1e-4 --dataset digits "
+                           "--split test --steps 40 --limit {v}",
+    ("import", "--steps"): "import {nir} -o {tmp}/i.net --dt 1e-4 --dataset digits "
+                           "--split test --limit 2 --steps {v}",
+    ("import", "--bin-ms"): "import {nir} -o {tmp}/i.net --dt 1e-4 --dataset digits "
+                            "--split test --limit 2 --steps 40 --bin-ms {v}",
+    ("import", "--lava-limit"): "import {nir} -o {tmp}/i.net --dt 1e-4 --dataset digits "
+                                "--split test --limit 2 --steps 40 --lava-limit {v}",
+    # demo: into a folder holding a training run, so that a value that parses is refused
+    # by the folder check before any training
+    ("demo", "--lava-samples"): "demo --out {run} --lava-samples {v}",
+    ("demo", "--test-samples"): "demo --out {run} --test-samples {v}",
+}
+FLAG_VALUES = ("0", "-1", "nan", "inf", "999999999999")
+
+
+def _numeric_flags() -> set[tuple[str, str]]:
+    import argparse
+
+    from psplava import cli
+
+    cli._register_stage_commands()
+    found = set()
+
+    def walk(parser, prefix):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    walk(sub, prefix + [name])
+            elif a.option_strings and a.type not in (None, str):
+                found.add((" ".join(prefix), a.option_strings[0]))
+    walk(cli.build_parser(), [])
+    return found
+
+
+def test_fuzz_numeric_flags(tmp_path, capsys):
+    """Every numeric flag of every command x {0, -1, nan, inf, huge}: one clear line (exit
+    2) or a checked result, never a traceback, a hang or a silent wrong result; sizes that
+    would exhaust memory are refused up front."""
+    import json
+
+    missing = _numeric_flags() - set(FLAG_CASES)
+    assert not missing, f"numeric flags without a fuzz case: {sorted(missing)}"
+    src = DATA / "golden_cuba_psp_bn.net"
+    from psplava.export.nir_export import write_nir
+    from psplava.netfile import read_netfile
+
+    nir_path = tmp_path / "g.nir"
+    write_nir(nir_path, read_netfile(src).layers)
+    run = tmp_path / "trained"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"a run demo did not make")
+    fill = {"tmp": str(tmp_path), "net": str(src), "pt": str(src.with_suffix(".pt")),
+            "nir": str(nir_path), "run": str(run)}
+    counts: Counter = Counter()
+    for (cmd, flag), template in sorted(FLAG_CASES.items()):
+        for v in FLAG_VALUES:
+            argv = template.format(v=v, **fill).split()
+
+            def ok(argv=argv):
+                out = LAST_OUT[0].strip().splitlines()
+                if argv[:2] == ["data", "show"]:
+                    return (tmp_path / "s.png").is_file()
+                try:
+                    res = json.loads(out[-1]) if out else None
+                except ValueError:
+                    return False
+                return isinstance(res, dict)
+
+            kind = _run(argv, capsys, ok)
+            if kind != "clear" and kind != "ok" and os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+                print("FLAG CASE", kind, argv, file=sys.__stderr__)
+            counts[kind] += 1
+    _report("numeric flags", counts)

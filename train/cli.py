@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from psplava.argtypes import positive_int
+from psplava.argtypes import bounded, positive_int
 
 
 def _torchrun(nproc: int, argv: list[str]) -> int:
@@ -107,10 +107,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a config key and its values; repeatable (the points are the "
                         "product of the grids)")
     p.add_argument("--out", required=True, help="sweep folder (one run folder per point)")
-    p.add_argument("--parallel", type=int, default=1, metavar="N",
+    p.add_argument("--parallel", type=bounded(int, lo=1, hi=256), default=1, metavar="N",
                    help="points trained at a time (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--nproc", type=int, default=None, metavar="N",
+    p.add_argument("--nproc", type=bounded(int, lo=1, hi=1024), default=None, metavar="N",
                    help="processes per point (train --nproc)")
     p.add_argument("--device", default=None, metavar="DEV",
                    help="each point's train --device (default: the config's)")
@@ -132,7 +132,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, metavar="DEV",
                    help="auto | cpu | cuda | cuda:N (default: the config's train.device, "
                         "auto: CUDA when present)")
-    p.add_argument("--nproc", type=int, default=None, metavar="N",
+    p.add_argument("--nproc", type=bounded(int, lo=1, hi=1024), default=None, metavar="N",
                    help="train with N processes (DDP) started by torchrun on this node; "
                         "train.batch_size is the global batch")
     p.set_defaults(func=_cmd_train)
