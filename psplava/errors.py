@@ -64,10 +64,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     half-written file behind (and never clobbers an older good one).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the temp name stays legal for any legal target name (NAME_MAX is 255 bytes)
-    stem = path.name.encode()[:200].decode(errors="ignore")
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise PsplavaError(f"{path}: is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # the temp name stays legal for any legal target name (NAME_MAX is 255 bytes)
+        stem = path.name.encode()[:200].decode(errors="ignore")
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise unwritable(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -75,6 +80,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp_path.exists():  # mkstemp makes it 0600; give it the user's umask instead
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.filename is not None and Path(exc.filename).parent == tmp_path.parent:
+            raise unwritable(path, exc) from None   # writing or renaming the output
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def unwritable(path: str | os.PathLike, exc: OSError) -> PsplavaError:
+    """One line for an output that cannot be written (a directory, a read-only mount, a
+    pseudo-filesystem, a path under a file, a full disk)."""
+    return PsplavaError(f"{path}: cannot write the output ({exc.strerror or exc})")
+
+
+def writable_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder that exists (created) and takes files, else one line."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise PsplavaError(f"{out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".psplava-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise unwritable(out, exc) from None
+    return out

@@ -322,3 +322,62 @@ def test_fuzz_numeric_flags(tmp_path, capsys):
                 print("FLAG CASE", kind, argv, file=sys.__stderr__)
             counts[kind] += 1
     _report("numeric flags", counts)
+
+
+# --------------------------------------------------------------------------- outputs
+def test_fuzz_outputs(tmp_path, capsys):
+    """Every command's output x {an existing file, the input itself, a directory, a
+    pseudo-filesystem path, a path under a file}: a checked result or one clear line, and
+    the inputs untouched."""
+    import hashlib
+
+    net = tmp_path / "m.net"
+    shutil.copy(DATA / "golden_cuba_psp_bn.net", net)
+    pt = tmp_path / "m.pt"
+    shutil.copy(DATA / "golden_cuba_psp_bn.pt", pt)
+    from psplava.export.nir_export import write_nir
+    from psplava.netfile import input_shape, read_netfile
+
+    nir_path = tmp_path / "m.nir"
+    write_nir(nir_path, read_netfile(net).layers)
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((*input_shape(read_netfile(net)), 4), np.uint8))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {arch: '34x34x2-n4c3s2-n10'}\n"
+                   "data: {dataset: digits, steps: 10, val_count: 10, train_limit: 20}\n"
+                   "train: {epochs: 1, batch_size: 10, threads: 1}\n")
+    inputs = [net, pt, nir_path, x, cfg]
+    digest = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs}
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("not a folder")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    commands = {   # name: (argv with {o}, the input an output may collide with, suffix)
+        "export": (f"export {pt} -o {{o}} --eval-samples 0", pt, ".net"),
+        "sim": (f"sim {net} --input {x} --output {{o}}", x, ".npy"),
+        "import": (f"import {nir_path} -o {{o}}", nir_path, ".net"),
+        "data show": ("data show --dataset digits --out {o}", None, ".png"),
+        "report": (f"report {tmp_path / 'nothing'} --out {{o}}", None, ""),
+        "train": (f"train --config {cfg} --out {{o}} --no-progress", cfg, ""),
+    }
+    counts: Counter = Counter()
+    for name, (template, inp, suffix) in commands.items():
+        targets = [tmp_path / f"new_{name.replace(' ', '_')}{suffix}",     # fresh
+                   existing if not suffix else tmp_path / f"old{suffix}",  # existing
+                   existing,                                              # a directory
+                   Path("/proc/psplava_out" + suffix),                    # pseudo-fs
+                   a_file / ("out" + suffix)]                             # under a file
+        if inp is not None:
+            targets.append(inp)                                           # the input
+        if suffix:
+            (tmp_path / f"old{suffix}").write_bytes(b"old")
+        for target in targets:
+            argv = template.format(o=target).split()
+            kind = _run(argv, capsys)
+            if kind not in ("clear", "ok") and os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+                print("OUTPUT CASE", kind, argv, file=sys.__stderr__)
+            counts[kind] += 1
+        for p in inputs:
+            if hashlib.sha256(p.read_bytes()).hexdigest() != digest[p]:
+                counts["silent"] += 1          # an input was changed: data lost
+    _report("outputs", counts)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from psplava.errors import PsplavaError, atomic_path
+from psplava.errors import PsplavaError, atomic_path, writable_folder
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
@@ -184,8 +184,7 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path,
             runs.append(read_run(r))
     if not runs:
         raise PsplavaError("no finished runs to report")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out_dir)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         ep = [r["epoch"] for r in run["rows"]]

@@ -24,7 +24,7 @@ import yaml
 from psplava.lavadl import slayer
 
 from psplava.data import dataset_from_config, make_dataset, split_seed, train_val_split
-from psplava.errors import ConfigError, PsplavaError, atomic_path
+from psplava.errors import ConfigError, PsplavaError, atomic_path, writable_folder
 from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
 from psplava.train.model import SNN
 from psplava.train.norm import NormKind
@@ -373,6 +373,7 @@ def _quiet(*_args, **_kwargs) -> None:
 def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
+    writable_folder(out)   # one line for a read-only mount, /proc, a path under a file
     if not resume and not overwrite and any((out / f).exists() for f in RUN_FILES):
         raise ConfigError(f"{out}: holds a run already; --resume continues it, --overwrite "
                           "starts it again")
