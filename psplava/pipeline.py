@@ -25,6 +25,7 @@ import torch
 from psplava import loihi
 from psplava.device import describe, resolve_device
 from psplava.budget import check_fits
+from psplava.progress import progress as show_progress
 from psplava.errors import PsplavaError
 
 
@@ -35,6 +36,7 @@ class CheckpointReference:
         from psplava.train.trainer import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)
+        self.path = ckpt_path
         spec = dict(ckpt["model_spec"])
         self.device = torch.device(device)
         self.model = model_from_checkpoint({**ckpt, "model_spec": {
@@ -42,6 +44,17 @@ class CheckpointReference:
         self.float_model = model_from_checkpoint({**ckpt, "model_spec": {
             **spec, "arithmetic": "float"}}).to(self.device)
         self.neuron = self.model.spec.neuron
+
+    def check_matches(self, net) -> None:
+        """The checkpoint's layers are the file's (count and neurons per layer): spikes of
+        another architecture cannot be compared (one line instead of a shape error)."""
+        ours = [int(np.prod(layer.out_shape)) for layer in self.model.layers]
+        theirs = [int(np.prod(layer.shape)) for layer in net.layers
+                  if layer.type in ("conv", "dense")]
+        if ours != theirs:
+            raise PsplavaError(f"{self.path}: --compare needs the checkpoint the file was "
+                               f"exported from; its layers have {ours} neurons, the file's "
+                               f"{theirs}")
 
     def loihi_exact(self, x: np.ndarray) -> list[np.ndarray]:
         """Per-layer spikes (T, N, ...) of the loihi-arithmetic forward for input x
@@ -144,8 +157,6 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     builds the network once for the run (:class:`psplava.sim.lava_engine.LavaNetwork`) and
     records every layer only with ``compare`` (else the output layer: fewer processes).
     """
-    from tqdm import tqdm
-
     from psplava.netfile import read_netfile
 
     net = read_netfile(model)
@@ -157,6 +168,8 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
                f"simulating {model} with {int(d['steps'])} steps")
     dev = resolve_device(device) if engine == "reference" else torch.device("cpu")
     ref = CheckpointReference(compare, dev) if compare else None
+    if ref is not None:
+        ref.check_matches(net)
     correct = 0
     exact_mm = float_mm = spikes = None
     t0 = time.time()
@@ -166,8 +179,7 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
 
         lava_net = LavaNetwork(model, int(d["steps"]) + lag, "all" if ref else "last",
                                net_file=net)
-    bar = tqdm(total=n, desc=f"sim ({engine})", unit="sample", disable=not progress,
-               file=sys.stderr)
+    bar = show_progress(total=n, desc=f"sim ({engine})", unit="sample", enabled=progress)
     try:
         for start in range(0, n, batch):
             idx = range(start, min(n, start + batch))

@@ -381,3 +381,56 @@ def test_fuzz_outputs(tmp_path, capsys):
             if hashlib.sha256(p.read_bytes()).hexdigest() != digest[p]:
                 counts["silent"] += 1          # an input was changed: data lost
     _report("outputs", counts)
+
+
+# --------------------------------------------------------------------------- damaged inputs
+def test_fuzz_damaged_checkpoints_metrics_and_configs(tmp_path, capsys):
+    """Checkpoints with the right keys but bad contents, --compare with another
+    architecture, a corrupt metrics.jsonl, --config pointing at a folder, a .pt, a broken
+    YAML file: one clear line each (tracebacks before issue 22)."""
+    import torch
+
+    src = DATA / "golden_cuba_psp_bn.pt"
+    ck = torch.load(src, weights_only=True)
+
+    def save(name, change):
+        c = {k: (dict(v) if isinstance(v, dict) else v) for k, v in ck.items()}
+        change(c)
+        torch.save(c, tmp_path / name)
+        return str(tmp_path / name)
+
+    first = next(iter(ck["model"]))
+    damaged = [save("noconfig.pt", lambda c: c.pop("config")),
+               save("cfgstr.pt", lambda c: c.__setitem__("config", "text")),
+               save("shapes.pt", lambda c: c["model"].__setitem__(first, torch.zeros(3))),
+               save("nonsense.pt", lambda c: c["model"].__setitem__(first, "x")),
+               save("fmt.pt", lambda c: c.__setitem__("format", "new"))]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"epoch": 1, "val_acc\n{broken\n')
+    (run / "config.yaml").write_text("model: {}\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: {arch: [unclosed\n")
+    imported = tmp_path / "other.net"
+    from psplava.export.nir_import import import_graph
+    from psplava.netfile import write_netfile
+    from test_nir_import import _dense_if
+
+    write_netfile(imported, import_graph(_dense_if(0.5), 1.0)[0],
+                  {"config": '{"data": {"dataset": "digits", "steps": 10}}'})
+    cases = []
+    for pt in damaged:
+        cases += [["export", pt, "-o", str(tmp_path / "o.net"), "--eval-samples", "0"],
+                  ["evaluate", pt, "--dataset", "digits", "--split", "test", "--limit", "2"]]
+    cases += [["sim", str(imported), "--split", "test", "--limit", "2", "--engine",
+               "reference", "--compare", str(src)],
+              ["report", str(run), "--out", str(tmp_path / "rep")]]
+    for config in (tmp_path, src, broken, tmp_path / "missing.yaml"):
+        cases.append(["train", "--config", str(config), "--out", str(tmp_path / "r")])
+    counts: Counter = Counter()
+    for argv in cases:
+        kind = _run(argv, capsys)
+        if kind != "clear" and os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+            print("DAMAGED CASE", kind, argv, file=sys.__stderr__)
+        counts[kind if kind != "ok" else "silent"] += 1
+    _report("damaged checkpoints, metrics, configs", counts)

@@ -77,16 +77,57 @@ def apply_set(cfg: dict[str, Any], items: list[str]) -> dict[str, Any]:
     return cfg
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs that come with psplava, by name (``configs/<sub>/<name>.yaml`` of the
+    checkout, and the packaged ``psplava/configs``): ``--config NAME`` finds them."""
+    from psplava.data import REPO_ROOT
+
+    found: dict[str, Path] = {}
+    for root in (Path(__file__).resolve().parents[1] / "psplava" / "configs",
+                 REPO_ROOT / "configs"):
+        if root.is_dir():
+            for f in sorted(root.rglob("*.yaml")):
+                found.setdefault(str(f.relative_to(root).with_suffix("")), f)
+                found.setdefault(f.stem, f)
+    return found
+
+
+def resolve_config(path: str | Path) -> Path:
+    """A config file: the path as given, else relative to the repository, else a shipped
+    config's name (``nmnist_small_psp_ln``, ``convert/srm_to_cuba``)."""
+    from psplava.data import REPO_ROOT
+
+    p = Path(path)
+    if p.exists():
+        return p
+    if not p.is_absolute() and (REPO_ROOT / p).exists():
+        return REPO_ROOT / p
+    named = shipped_configs().get(str(path).removesuffix(".yaml"))
+    if named is not None:
+        return named
+    raise ConfigError(f"{path}: config file not found (nor a shipped config of that name; "
+                      "psplava configs lists them)")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    path = Path(path)
+    path = resolve_config(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a YAML config file")
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a config is YAML)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{at} ({problem})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections")
     unknown = set(data) - set(DEFAULTS) - {"name", "description"}

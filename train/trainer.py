@@ -24,6 +24,7 @@ import yaml
 from psplava.lavadl import slayer
 
 from psplava.data import dataset_from_config, make_dataset, split_seed, train_val_split
+from psplava.progress import progress as show_progress
 from psplava.errors import ConfigError, PsplavaError, atomic_path, writable_folder
 from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
 from psplava.train.model import SNN
@@ -97,15 +98,32 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(ckpt, dict) or "model_spec" not in ckpt or "model" not in ckpt:
         raise PsplavaError(f"{path}: not a psplava checkpoint (no model_spec/model)")
-    if int(ckpt.get("format", 0)) > CHECKPOINT_FORMAT:
+    try:
+        fmt = int(ckpt.get("format", 0))
+    except (TypeError, ValueError):
+        raise PsplavaError(f"{path}: checkpoint 'format' must be an integer") from None
+    if fmt > CHECKPOINT_FORMAT:
         raise PsplavaError(f"{path}: checkpoint format {ckpt['format']} is newer than this "
                            f"psplava understands ({CHECKPOINT_FORMAT})")
+    for key, kind in (("model_spec", dict), ("model", dict), ("config", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            what = "missing" if key not in ckpt else f"a {type(ckpt[key]).__name__}"
+            raise PsplavaError(f"{path}: checkpoint field {key!r} is {what}, expected a "
+                               "mapping (not a psplava checkpoint, or a damaged one)")
+    if not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise PsplavaError(f"{path}: checkpoint field 'model' holds non-tensor values")
+    ckpt["_path"] = str(path)
     return ckpt
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> SNN:
     model = SNN(ckpt["model_spec"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:   # missing / unexpected keys, size mismatches
+        detail = " ".join(str(exc).split())
+        raise PsplavaError(f"{ckpt.get('_path', 'checkpoint')}: its parameters do not fit its "
+                           f"model_spec ({detail[:300]})") from None
     model.eval()
     return model
 
@@ -167,8 +185,6 @@ def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimize
     the number of ranks, so that DDP's gradient average is the gradient of the global
     batch's summed loss, as one process computes it.  The returned metrics are summed over
     ranks (every rank gets the same)."""
-    from tqdm import tqdm
-
     t = cfg["train"]
     rt = rt or Runtime(next(model.parameters()).device)
     net = net or model
@@ -186,8 +202,8 @@ def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimize
                          world=rt.world_size, train=training)
     # n, correct, loss sum, spikes sum, then per-layer rate sums (this rank's)
     acc = torch.zeros(4 + len(model.layers), dtype=torch.float64)
-    bar = tqdm(loader, desc=progress, leave=False, disable=progress is None or not rt.is_main,
-               mininterval=2.0)
+    bar = show_progress(loader, desc=progress, enabled=progress is not None and rt.is_main,
+                        unit="batch", leave=False, mininterval=2.0)
     for x, y in bar:
         x = x.to(rt.device, non_blocking=True)
         y = y.to(rt.device, non_blocking=True)
