@@ -36,6 +36,9 @@ class _Lines:
             yield item
             self.update()
 
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        """tqdm's postfix: the plain lines report counts only."""
+
     def close(self) -> None:
         pass
 
