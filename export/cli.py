@@ -183,7 +183,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="fold, quantize and write a netx .net file")
     p.add_argument("checkpoint")
-    p.add_argument("-o", "--output", required=True, help="output file (.net, or .nir with "
+    p.add_argument("-o", "--out", "--output", dest="output", required=True,
+                   help="output file (.net, or .nir with "
                    "--format nir)")
     p.add_argument("--format", choices=("net", "nir"), default="net",
                    help="net: netx HDF5 + psplava's extension (Lava); nir: a NIR graph "

@@ -19,9 +19,11 @@ COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
 
 def _add_dataset_args(p: argparse.ArgumentParser, root_required: bool = False) -> None:
-    p.add_argument("--dataset", required=True, choices=["nmnist", "fmnist", "digits"])
+    p.add_argument("--dataset", required=True, choices=["nmnist", "fmnist", "digits"],
+                   help="dataset name")
     p.add_argument("--root", default=None, help="dataset root (not needed for digits)")
-    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--split", default="train", choices=["train", "test"],
+                   help="the dataset's own split")
     p.add_argument("--steps", type=steps_int, default=None,
                    help="time steps T (default 300 for events, 100 for fmnist)")
     p.add_argument("--dt", type=positive_float, default=1.0, help="bin width in ms (events)")
@@ -62,7 +64,7 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
 SHARED_HELP = {
     "dataset": "dataset name (default: the one in the checkpoint's or file's config)",
     "root": "dataset folder (default: the config's, else ../shared/data/<dataset>)",
-    "split": "which recordings: train, test, or val (the ones the run held out)",
+    "split": "which recordings",
     "limit": "use only the first N recordings of the split",
     "checkpoint": "a checkpoint (.pt) written by psplava train",
     "model": "a .net file (psplava's export or lava-dl's netx)",
@@ -75,12 +77,23 @@ SHARED_HELP = {
 
 
 def _fill_help(parser: argparse.ArgumentParser) -> None:
+    """Every argument explains itself: the shared texts where a command gives none, the
+    split's own choices, and the default, stated (argparse's ``%(default)s``)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 _fill_help(sub)
-        elif action.help is None and action.dest in SHARED_HELP:
+            continue
+        if action.help is None and action.dest in SHARED_HELP:
             action.help = SHARED_HELP[action.dest]
+            if action.dest == "split" and action.choices:
+                action.help = "which recordings: " + ", ".join(action.choices) + (
+                    " (val: the ones the run held out)" if "val" in action.choices else "")
+        if action.help in (None, argparse.SUPPRESS) or "default" in action.help:
+            continue
+        if action.default not in (None, False, [], argparse.SUPPRESS) and \
+                not isinstance(action, argparse._VersionAction):
+            action.help += " (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="samples, class counts, events per sample, duration")
     _add_dataset_args(info)
-    info.add_argument("--max-samples", type=positive_int, default=None,
+    info.add_argument("--limit", "--max-samples", dest="max_samples", type=positive_int,
+                      default=None,
                       help="measure event statistics on at most this many samples")
     info.add_argument("--json", action="store_true",
                       help="only the JSON line (the last line is always JSON)")
@@ -104,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = dsub.add_parser("show", help="PNG of one sample: one image per saccade/time slice")
     _add_dataset_args(show)
     show.add_argument("--index", type=int, default=0)
-    show.add_argument("--out", required=True, help="output PNG path")
+    show.add_argument("-o", "--out", required=True, help="output PNG path")
     show.add_argument("--slices", type=positive_int, default=3, help="time slices (3 = per saccade)")
     show.set_defaults(func=_cmd_data_show)
 
@@ -150,7 +164,8 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lava-samples", type=count_int, default=None,
                    help="test digits to run through Lava (default: all --test-samples, so "
                    "every engine is scored on the same recordings)")
-    p.add_argument("--test-samples", type=positive_int, default=200,
+    p.add_argument("--limit", "--test-samples", dest="test_samples", type=positive_int,
+                   default=200,
                    help="held-out digits scored by PyTorch and the reference engine")
     p.add_argument("--config", default=None, help="default: the packaged demo_digits.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

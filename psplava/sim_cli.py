@@ -164,7 +164,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=steps_int, default=None,
                    help="steps to run (input zero-padded or cut; default: the input's T, or "
                    "the file's config in dataset mode)")
-    p.add_argument("--output", help="output .npy of the output layer's output, Lava order")
+    p.add_argument("-o", "--out", "--output", dest="output",
+                   help="with --input: the output .npy of the output layer's output, Lava "
+                   "order")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None)
     p.add_argument("--root", default=None)

@@ -223,7 +223,7 @@ def test_fuzz_sim_input(tmp_path, capsys):
 FLAG_CASES = {
     ("data info", "--steps"): "data info --dataset digits --max-samples 3 --steps {v}",
     ("data info", "--dt"): "data info --dataset digits --max-samples 3 --dt {v}",
-    ("data info", "--max-samples"): "data info --dataset digits --max-samples {v}",
+    ("data info", "--limit"): "data info --dataset digits --limit {v}",
     ("data show", "--steps"): "data show --dataset digits --out {tmp}/s.png --steps {v}",
     ("data show", "--dt"): "data show --dataset digits --out {tmp}/s.png --dt {v}",
     ("data show", "--index"): "data show --dataset digits --out {tmp}/s.png --index {v}",
@@ -259,7 +259,7 @@ FLAG_CASES = {
     # demo: into a folder holding a training run, so that a value that parses is refused
     # by the folder check before any training
     ("demo", "--lava-samples"): "demo --out {run} --lava-samples {v}",
-    ("demo", "--test-samples"): "demo --out {run} --test-samples {v}",
+    ("demo", "--limit"): "demo --out {run} --limit {v}",
 }
 FLAG_VALUES = ("0", "-1", "nan", "inf", "999999999999")
 

@@ -58,7 +58,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                  overwrite=args.overwrite, device=args.device)
     if runtime.is_main_process():
         print(json.dumps({"best_val_accuracy": best.get("accuracy"),
-                          "best_epoch": best.get("epoch"), "run_dir": str(args.out),
+                          "best_epoch": best.get("epoch"), "output": str(args.out),
+                          "run_dir": str(args.out),
                           "device": best.get("device"), "world_size": best.get("world_size")}))
     return 0
 
@@ -69,12 +70,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     res = evaluate(args.checkpoint, args.dataset, args.root, args.split, args.limit,
                    progress=sys.stderr.isatty(), arithmetic=args.arithmetic,
                    device=args.device)
-    if args.json:
-        print(json.dumps(res))
-    else:
+    if not args.json:
         print(f"accuracy {res['accuracy']:.4f} on {res['samples']} samples "
               f"({res['arithmetic']} arithmetic, {res['device']}); firing rates "
               + ", ".join(f"{r:.4f}" for r in res["firing_rates"]))
+    print(json.dumps({"checkpoint": str(args.checkpoint), **res}))
     return 0
 
 
@@ -84,6 +84,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     res = make_report(args.runs, args.out, deployed=args.deployed)
     print(res["table"])
     print(f"wrote {res['markdown']}, {res['curves']}, {res['firing_rates']}")
+    print(json.dumps({"output": str(args.out), "markdown": str(res["markdown"]),
+                      "curves": str(res["curves"]), "firing_rates": str(res["firing_rates"])}))
     return 0
 
 
@@ -98,15 +100,36 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_configs(args: argparse.Namespace) -> int:
+    from psplava.train.config import shipped_configs
+
+    found = shipped_configs()
+    names = sorted({str(p): n for n, p in found.items() if "/" in n or n == p.stem
+                    }.items(), key=lambda kv: kv[1])
+    rows = []
+    for path, name in names:
+        if not args.json:
+            print(f"{name:40s} {path}")
+        rows.append({"name": name, "path": path})
+    print(json.dumps({"configs": rows}))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training stage's subcommands to the ``psplava`` parser."""
+    p = sub.add_parser("configs", help="list the shipped configs (--config NAME finds them)")
+    p.add_argument("--json", action="store_true",
+                   help="only the JSON line (the last line is always JSON)")
+    p.set_defaults(func=_cmd_configs)
+
     p = sub.add_parser("sweep", help="one training run per point of a grid (resumable), "
                                      "then a report")
     p.add_argument("config")
     p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
                    help="a config key and its values; repeatable (the points are the "
                         "product of the grids)")
-    p.add_argument("--out", required=True, help="sweep folder (one run folder per point)")
+    p.add_argument("-o", "--out", required=True,
+                   help="sweep folder (one run folder per point)")
     p.add_argument("--parallel", type=bounded(int, lo=1, hi=256), default=1, metavar="N",
                    help="points trained at a time (default 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -118,7 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a network from a YAML config")
     p.add_argument("--config", required=True)
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("-o", "--out", required=True, help="run directory")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (dotted key), repeatable")
     mode = p.add_mutually_exclusive_group()
@@ -144,7 +167,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "test", "val"],
                    help="val: the recordings the run held out for validation")
     p.add_argument("--limit", type=positive_int, default=None)
-    p.add_argument("--json", action="store_true", help="last stdout line is a JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="only the JSON line (the last line is always JSON)")
     p.add_argument("--arithmetic", choices=["float", "loihi"], default=None,
                    help="evaluate in this arithmetic (default: the one it was trained in)")
     p.add_argument("--device", default=None, metavar="DEV",
@@ -153,7 +177,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="curves, firing rates and a Markdown table of runs")
     p.add_argument("runs", nargs="+", help="run directories, or sweep folders (sweep.json)")
-    p.add_argument("--out", default="report", help="output directory (default: report)")
+    p.add_argument("-o", "--out", default="report", help="output directory")
     p.add_argument("--deployed", default=None, metavar="DIR",
                    help="also plot accuracy against energy of DIR/<name>/summary.json "
                         "(scripts/deployed_report.py), e.g. results/deployed")

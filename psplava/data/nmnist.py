@@ -33,7 +33,10 @@ def split_dir(root: Path, split: str) -> Path:
     for name in (split.capitalize(), split, split.upper()):
         if (root / name).is_dir():
             return root / name
-    raise DataError(f"{root}: no '{split.capitalize()}' or '{split}' folder for split {split!r}")
+    hint = ("; --split val scores the recordings a run held out of the training split"
+            if split == "test" else "")
+    raise DataError(f"{root}: no '{split.capitalize()}' or '{split}' folder for split "
+                    f"{split!r}{hint}")
 
 
 def _read_labels_csv(path: Path) -> list[tuple[str, int]]:
