@@ -139,3 +139,34 @@ def test_flags_that_do_not_apply_are_refused(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
     assert not y.exists() and not (tmp_path / "m.net").exists()
+
+
+def test_init_from_resolves_against_the_repository(tmp_path, monkeypatch, capsys):
+    """train.init_from is found as data.root is: from the current folder, else the
+    repository's (a relative path into results/ worked only from the checkout's root)."""
+    from psplava.data import REPO_ROOT
+
+    src = REPO_ROOT / "results" / "deployed" / "srm_none" / "best.pt"
+    if not src.is_file():
+        import pytest
+
+        pytest.skip("results/deployed/srm_none/best.pt not in this checkout")
+    monkeypatch.chdir(tmp_path)
+    from psplava.train.trainer import load_checkpoint
+
+    cfg_path = tmp_path / "c.yaml"
+    cfg = load_checkpoint(src)["config"]
+    cfg["data"]["dataset"] = "digits"
+    cfg["data"]["root"] = None
+    cfg["data"]["train_limit"] = 30
+    cfg["data"]["val_count"] = 10
+    cfg["data"]["steps"] = 10
+    cfg["train"].update({"epochs": 0, "init_from": "results/deployed/srm_none/best.pt"})
+    import yaml as _yaml
+
+    cfg_path.write_text(_yaml.safe_dump(cfg))
+    code = main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "r"),
+                 "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "initialised from " + str(src) in out

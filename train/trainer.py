@@ -23,7 +23,8 @@ import torch
 import yaml
 from psplava.lavadl import slayer
 
-from psplava.data import dataset_from_config, make_dataset, split_seed, train_val_split
+from psplava.data import (dataset_from_config, make_dataset, resolve_root, split_seed,
+                          train_val_split)
 from psplava.progress import progress as show_progress
 from psplava.errors import ConfigError, PsplavaError, atomic_path, writable_folder
 from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
@@ -449,6 +450,9 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
     _set_rank_threads(t, rt)
     seed = int(t["seed"])
     torch.manual_seed(seed)
+    if t.get("init_from"):
+        # found as data.root is: from the current folder, else the repository's
+        t["init_from"] = str(resolve_root(t["init_from"]))
     if t.get("init_from") and not resume:
         keep_source_split(cfg, load_checkpoint(t["init_from"]).get("config") or {}, log)
     full = build_datasets(cfg, "train")
