@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from typing import Callable, Sequence
 
 from psplava.argtypes import count_int, positive_float, positive_int, steps_int
@@ -238,11 +239,39 @@ def _quiet_child_signals() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; run as the ``psplava`` command (``argv`` None) the process ends
+    here, with the signal handlers still in place through its exit work."""
+    code = _main(argv)
+    if argv is None and threading.current_thread() is threading.main_thread():
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """Exit with ``code`` after the interpreter's exit work (atexit: multiprocessing's
+    children and temp folders, ...), run while the signal handlers hold; the interpreter's
+    own finalization resets them, so a signal in it would kill the process silently."""
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(int(code) if isinstance(code, int) else 1)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     # the command itself (argv from the command line) ends interrupted runs with one line
     # and exit 130 / 143 (os._exit: Lava may leave threads); main([...]) in a test returns
     command = argv is None
     import signal
-    import threading
 
     if command and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -277,6 +306,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    finally:
+        if command and threading.current_thread() is threading.main_thread():
+            # the interpreter's own shutdown (atexit work, threads) may still take a while:
+            # a signal then ends it with the same line and status
+            signal.signal(signal.SIGINT, _late_signal)
+            signal.signal(signal.SIGTERM, _late_signal)
+
+
+def _late_signal(signum, frame) -> None:
+    import signal
+
+    _end_interrupted(Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
 
 
 if __name__ == "__main__":

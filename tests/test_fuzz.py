@@ -434,3 +434,54 @@ def test_fuzz_damaged_checkpoints_metrics_and_configs(tmp_path, capsys):
             print("DAMAGED CASE", kind, argv, file=sys.__stderr__)
         counts[kind if kind != "ok" else "silent"] += 1
     _report("damaged checkpoints, metrics, configs", counts)
+
+
+# --------------------------------------------------------------------------- signals
+def test_fuzz_signals_at_random_moments(tmp_path):
+    """SIGINT or SIGTERM at a random moment (seeded) of a Lava run, a training run and an
+    export: exit 130 / 143 with one line (or 0 when the command had already finished),
+    never a traceback or a hang; no temp folder or shared memory left."""
+    from test_hardened import RUN_CONFIG, _interrupt, _shm
+    from test_nir_import import _dense_if
+    from psplava.export.nir_import import import_graph
+    from psplava.netfile import write_netfile
+
+    layers, _ = import_graph(_dense_if(0.625), 1.0)
+    net = tmp_path / "m.net"
+    write_netfile(net, layers, {})
+    x = tmp_path / "x.npy"
+    np.save(x, (np.random.default_rng(0).random((1, 20000)) < 0.5).astype(np.uint8))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(RUN_CONFIG.replace("epochs: 1", "epochs: 100000"))
+    commands = [
+        ["sim", str(net), "--input", str(x), "-o", str(tmp_path / "y.npy"), "--engine", "lava"],
+        ["train", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-progress",
+         "--overwrite"],
+        ["export", str(DATA / "golden_cuba_psp_bn.pt"), "-o", str(tmp_path / "e.net")],
+    ]
+    rng = np.random.default_rng(22)
+    before = _shm()
+    counts: Counter = Counter()
+    for i in range(max(3, CASES // 5)):
+        cmd = commands[i % len(commands)]
+        sig = (signal.SIGINT, signal.SIGTERM)[int(rng.integers(0, 2))]
+        wait = float(rng.uniform(0.05, 8.0))
+        try:
+            rc, err, left = _interrupt(cmd, sig, wait, tmp_path / f"tmp{i}")
+        except Exception:  # subprocess.TimeoutExpired: it did not end
+            counts["hang"] += 1
+            continue
+        lines = err.strip().splitlines()
+        expected = {signal.SIGINT: (130, "psplava: interrupted"),
+                    signal.SIGTERM: (143, "psplava: terminated")}[sig]
+        if rc == 0 or (rc, lines) == (expected[0], [expected[1]]):
+            counts["clear" if rc else "ok"] += 1
+        else:
+            if os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+                print("SIGNAL CASE", cmd[0], sig, wait, rc, err[-500:], file=sys.__stderr__)
+            counts["traceback"] += 1
+        if left:
+            counts["silent"] += 1
+    if not _shm() <= before:
+        counts["silent"] += 1
+    _report("signals", counts)
