@@ -264,6 +264,13 @@ def _exit_now(code: int) -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
+    import multiprocessing as mp
+
+    for proc in mp.active_children():   # nothing of ours outlives the command
+        try:
+            proc.kill()
+        except Exception:  # already gone
+            pass
     os._exit(int(code) if isinstance(code, int) else 1)
 
 

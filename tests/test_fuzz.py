@@ -468,7 +468,9 @@ def test_fuzz_signals_at_random_moments(tmp_path):
         wait = float(rng.uniform(0.05, 8.0))
         try:
             rc, err, left = _interrupt(cmd, sig, wait, tmp_path / f"tmp{i}")
-        except Exception:  # subprocess.TimeoutExpired: it did not end
+        except Exception as exc:  # subprocess.TimeoutExpired: it did not end
+            if os.environ.get("PSPLAVA_FUZZ_DEBUG"):
+                print("SIGNAL HANG", cmd[0], sig, wait, repr(exc)[:300], file=sys.__stderr__)
             counts["hang"] += 1
             continue
         lines = err.strip().splitlines()

@@ -49,9 +49,11 @@ def test_fine_tune_keeps_its_sources_held_out_recordings(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- signals
-def _interrupt(cmd: list[str], sig, wait: float, tmp) -> tuple[int, str, list]:
-    """Run ``psplava cmd`` with TMPDIR=tmp, send ``sig`` after ``wait`` s: (exit status,
-    stderr, what is left in tmp)."""
+def _interrupt(cmd: list[str], sig, wait: float, tmp, ready=None) -> tuple[int, str, list]:
+    """Run ``psplava cmd`` with TMPDIR=tmp, send ``sig`` ``wait`` s after ``ready()`` holds
+    (or after the start): (exit status, stderr, what is left in tmp).  The command must
+    end within 120 s (``subprocess.TimeoutExpired`` otherwise); its output goes to files,
+    so that nothing it left running can hold a pipe open."""
     import os
     import subprocess
     import sys
@@ -59,12 +61,18 @@ def _interrupt(cmd: list[str], sig, wait: float, tmp) -> tuple[int, str, list]:
 
     tmp.mkdir(exist_ok=True)
     env = dict(os.environ, TMPDIR=str(tmp))
-    proc = subprocess.Popen([sys.executable, "-m", "psplava", *cmd], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(wait)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
-    return proc.returncode, err, sorted(p.name for p in tmp.iterdir())
+    err_path = tmp.parent / f"{tmp.name}.stderr"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "psplava", *cmd], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err_file)
+        t0 = time.time()
+        while ready is not None and not ready() and proc.poll() is None \
+                and time.time() - t0 < 120:
+            time.sleep(0.05)
+        time.sleep(wait)
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    return proc.returncode, err_path.read_text(), sorted(p.name for p in tmp.iterdir())
 
 
 def _shm() -> set[str]:
@@ -99,8 +107,17 @@ def test_signals_end_every_command_with_one_line(tmp_path):
     cases = [(sim, signal.SIGTERM, 0.2, 143), (sim, signal.SIGTERM, 9.0, 143),
              (sim, signal.SIGINT, 9.0, 130), (train, signal.SIGINT, 9.0, 130),
              (train, signal.SIGTERM, 9.0, 143)]
+    def started(i: int, cmd: list[str]):
+        """The run is under way: Lava's temp folder, or the run's first epoch."""
+        if cmd[0] == "sim":
+            return lambda: any(p.name.startswith("psplava-lava-")
+                               for p in (tmp_path / f"tmp{i}").iterdir())
+        return lambda: (tmp_path / "run" / "config.yaml").is_file()
+
     for i, (cmd, sig, wait, code) in enumerate(cases):
-        rc, err, left = _interrupt(cmd, sig, wait, tmp_path / f"tmp{i}")
+        ready = None if wait < 1 else started(i, cmd)
+        rc, err, left = _interrupt(cmd, sig, 1.0 if ready else wait, tmp_path / f"tmp{i}",
+                                   ready)
         assert rc == code, (cmd[0], sig, wait, err[-600:])
         assert err.strip().splitlines() == ["psplava: " + ("terminated" if code == 143
                                                            else "interrupted")], err[-600:]
