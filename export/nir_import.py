@@ -85,7 +85,8 @@ FRAMEWORK_DT = {
 
 @dataclass
 class Segment:
-    """Linear nodes (in order) ending in one neuron node."""
+    """Linear nodes (in topological order) from one source -- a neuron node or the Input --
+    into one neuron node."""
 
     linear: list[str]
     neuron: str
@@ -94,6 +95,8 @@ class Segment:
     delays_in: np.ndarray | None = None
     delays_out: np.ndarray | None = None
     nodes: list[Any] = field(default_factory=list)
+    source: str = ""
+    preds: dict[str, list[str]] = field(default_factory=dict)
 
 
 def read_graph(path: str):
@@ -139,67 +142,116 @@ def metadata_dt(graph) -> float | None:
 
 
 def segments(graph) -> tuple[list[Segment], dict[str, tuple[int, ...]]]:
-    """The graph's segments in order, and every node's output shape (refusing what is not
-    a chain of linear nodes and neurons from the Input to the Output)."""
+    """The graph's segments in order, and every node's output shape.  A segment is every
+    linear node between one neuron node (or the Input) and the next: a chain, or branches
+    from that one source that sum into the next neuron (one synapse computes their sum).
+    Refused: branches from different layers (skip inputs exist for SRM layers only), a
+    layer whose spikes feed two layers, and what is not linear or a neuron."""
     order = topological_order(graph)
     preds = predecessors(graph)
     succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
     for a, b in graph.edges:
         succs[a].append(b)
+    kinds = {n: type(graph.nodes[n]).__name__ for n in graph.nodes}
     for name in order:
-        kind = type(graph.nodes[name]).__name__
+        kind = kinds[name]
         if kind not in STATELESS and kind not in NEURONS and kind not in ("Input", "Output",
                                                                           "Delay"):
             raise NirGraphError(f"node {name!r}: {kind} has no Loihi form in psplava (nodes: "
                                 f"{sorted([*STATELESS, *NEURONS, 'Delay'])})")
-        if len(preds[name]) > 1:
-            raise NirGraphError(f"node {name!r}: {len(preds[name])} branches sum here; skip "
-                                "inputs exist in the format for SRM layers only, so psplava "
-                                "imports sequential graphs")
-    for name in order:
-        if len(succs[name]) > 1:
-            raise NirGraphError(f"node {name!r}: its output feeds {len(succs[name])} nodes "
-                                f"({succs[name]}); psplava imports sequential graphs")
-    shapes = FloatGraph(graph, 1.0).shapes()
-    name = input_node(graph)
-    end = output_node(graph)
-    in_shape = input_shape(graph)
-    segs: list[Segment] = []
-    linear: list[str] = []
-    while name != end:
-        if not succs[name]:
-            raise NirGraphError(f"node {name!r} leads nowhere (not to the Output node)")
-        name = succs[name][0]
-        kind = type(graph.nodes[name]).__name__
         if kind in READOUT:
             raise NirGraphError(f"node {name!r}: {kind} is a voltage read-out; Loihi's CUBA "
                                 "layers send spikes, and the engines record spikes only "
                                 "(replace it by a spiking LIF read-out)")
-        if kind in NEURONS:
-            segs.append(Segment(linear, name, in_shape, shapes[name]))
-            in_shape, linear = shapes[name], []
-        elif name != end:
-            linear.append(name)
-    if linear:
-        raise NirGraphError(f"nodes {linear} after the last neuron: a linear map with no "
-                            "neurons after it has no Loihi form")
-    if not segs:
+    shapes = FloatGraph(graph, 1.0).shapes()
+    start, end = input_node(graph), output_node(graph)
+    neurons = [n for n in order if kinds[n] in NEURONS]
+    if not neurons:
         raise NirGraphError("the graph has no neuron nodes")
-    for seg in segs:
-        seg.nodes = [graph.nodes[n] for n in seg.linear]
+    segs: list[Segment] = []
+    expected_source = start
+    for name in neurons + [end]:
+        region, sources = _linear_region(name, preds, kinds, start)
+        if name == end:
+            if region:
+                raise NirGraphError(f"nodes {region} after the last neuron: a linear map with "
+                                    "no neurons after it has no Loihi form")
+            if sources != {expected_source}:
+                raise NirGraphError(f"the Output node reads {sorted(sources)}; psplava imports "
+                                    "graphs whose last neuron node is the output")
+            break
+        if len(sources) != 1:
+            raise NirGraphError(f"node {name!r}: branches from {sorted(sources)} sum here; skip "
+                                "inputs exist in the format for SRM layers only, so psplava "
+                                "imports graphs whose branches leave one layer")
+        (source,) = sources
+        if source != expected_source:
+            raise NirGraphError(f"node {name!r} reads {source!r}, whose spikes also feed "
+                                f"another layer ({expected_source!r} comes first); netx "
+                                "layers form one chain")
+        for node in region:   # a linear node of this synapse feeds nothing else
+            outside = [b for b in succs[node] if b != name and b not in region]
+            if outside:
+                raise NirGraphError(f"node {node!r} also feeds {outside}; psplava imports "
+                                    "graphs whose linear nodes feed one layer")
+        linear = [n for n in order if n in region]
+        seg = Segment(linear, name, tuple(shapes[source]) if source != start
+                      else input_shape(graph), shapes[name])
+        seg.nodes = [graph.nodes[n] for n in linear]
+        seg.source = source
+        seg.preds = {n: preds[n] for n in [*linear, name]}
+        segs.append(seg)
+        expected_source = name
     return segs, shapes
 
 
+def _linear_region(name: str, preds: dict[str, list[str]], kinds: dict[str, str],
+                   start: str) -> tuple[set[str], set[str]]:
+    """The linear nodes that feed ``name`` (back to the nearest neurons or the Input), and
+    those neurons (the sources)."""
+    region: set[str] = set()
+    sources: set[str] = set()
+    todo = list(preds[name])
+    while todo:
+        n = todo.pop()
+        if n == start or kinds[n] in NEURONS:
+            sources.add(n)
+        elif n not in region:
+            region.add(n)
+            todo.extend(preds[n])
+    return region, sources
+
+
 def _apply(seg: Segment, x: torch.Tensor) -> torch.Tensor:
-    for node in seg.nodes:
-        if type(node).__name__ != "Delay":
-            x = STATELESS[type(node).__name__](node, x)
-    return x
+    """The segment's linear map of a batch ``x`` (NIR's own definition of each node): a
+    chain in order, branches summed where they join."""
+    if not seg.linear:
+        return x
+    values: dict[str, torch.Tensor] = {seg.source: x}
+    for name, node in zip(seg.linear, seg.nodes):
+        ins = [values[p] for p in seg.preds[name]]
+        y = ins[0]
+        for extra in ins[1:]:
+            y = y + extra
+        values[name] = y if type(node).__name__ == "Delay" else \
+            STATELESS[type(node).__name__](node, y)
+    outs = [values[p] for p in seg.preds[seg.neuron]]
+    y = outs[0]
+    for extra in outs[1:]:
+        y = y + extra
+    return y
+
+
+def _branched(seg: Segment) -> bool:
+    return any(len(seg.preds[n]) > 1 for n in [*seg.linear, seg.neuron])
 
 
 def _split_delays(seg: Segment, dt: float) -> None:
     """Delays at the start (per input) or end (per output) of a dense segment."""
     kinds = [type(n).__name__ for n in seg.nodes]
+    if "Delay" in kinds and _branched(seg):
+        raise NirGraphError(f"nodes {seg.linear}: a Delay in a branched synapse; psplava maps "
+                            "delays at the start or end of a chain")
     for i, kind in enumerate(kinds):
         if kind != "Delay":
             continue
@@ -230,10 +282,42 @@ def _dense(seg: Segment) -> tuple[np.ndarray, np.ndarray]:
     return w.numpy(), zero.numpy()
 
 
+def _paths(seg: Segment) -> list[list[str]]:
+    """Every path of linear nodes from the segment's source to its neuron."""
+    memo: dict[str, list[list[str]]] = {}
+
+    def into(name: str) -> list[list[str]]:
+        if name == seg.source:
+            return [[]]
+        if name not in memo:
+            memo[name] = [path + [name] for p in seg.preds[name] for path in into(p)]
+        return memo[name]
+
+    out = [path for p in seg.preds[seg.neuron] for path in into(p)]
+    if len(out) > 64:
+        raise NirGraphError(f"node {seg.neuron!r}: {len(out)} paths into it; psplava maps "
+                            "at most 64 branches into one synapse")
+    return out
+
+
 def _conv_geometry(seg: Segment) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """(kernel, stride, padding) per axis that the segment's convs and pools compose to."""
+    """(kernel, stride, padding) per axis that the segment's convs and pools compose to:
+    per path, then the window that covers every path's (one stride for all)."""
+    geoms = [_path_geometry(seg, path) for path in _paths(seg)]
+    strides = {g[1] for g in geoms}
+    if len(strides) != 1:
+        raise NirGraphError(f"node {seg.neuron!r}: its branches have strides {sorted(strides)}; "
+                            "one conv synapse has one stride")
+    pad = tuple(max(g[2][d] for g in geoms) for d in range(2))
+    kernel = tuple(max(g[0][d] - g[2][d] for g in geoms) + pad[d] for d in range(2))
+    return kernel, geoms[0][1], pad
+
+
+def _path_geometry(seg: Segment, path: list[str]
+                   ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     k, s, p = [1, 1], [1, 1], [0, 0]
-    for name, node in zip(seg.linear, seg.nodes):
+    nodes = dict(zip(seg.linear, seg.nodes))
+    for name, node in ((n, nodes[n]) for n in path):
         kind = type(node).__name__
         if kind == "Conv2d":
             kk = node.weight.shape[-2:]

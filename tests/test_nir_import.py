@@ -144,16 +144,57 @@ def test_what_loihi_cannot_do_is_refused_by_name(over, match):
         import_graph(_two_layer(**over), 1e-4)
 
 
-def test_recurrent_and_branching_graphs_are_refused():
+def test_recurrent_graphs_and_branches_from_two_layers_are_refused():
     g = _two_layer()
     g.edges.append(("n", "a"))
     with pytest.raises(NirGraphError, match="recurrent connection"):
         import_graph(g, 1e-4)
+    # a residual skip: layer n2 sums n1's output and the network input (two layers)
     g = _two_layer()
     g.nodes["b"] = nir.Linear(weight=np.eye(3, dtype=np.float32))
-    g.edges += [("input", "b"), ("b", "n")]
-    with pytest.raises(NirGraphError, match="branches sum"):
+    g.nodes["n2"] = nir.IF(r=np.full(3, 1e4), v_threshold=np.ones(3), v_reset=np.zeros(3))
+    g.nodes["skip"] = nir.Linear(weight=np.eye(3, dtype=np.float32))
+    g.edges = [("input", "a"), ("a", "n"), ("n", "b"), ("b", "n2"), ("input", "skip"),
+               ("skip", "n2"), ("n2", "output")]
+    with pytest.raises(NirGraphError, match="branches from .* sum here; skip inputs"):
         import_graph(g, 1e-4)
+
+
+def test_branches_from_one_layer_sum_into_one_synapse(tmp_path):
+    """Parallel convs (3x3 pad 1 and 1x1) of the same input summing into one neuron, and
+    two Linear branches summing into a dense layer: one synapse each, spike for spike the
+    float graph (IF neurons, weights the scale rule keeps exact)."""
+    rng = np.random.default_rng(5)
+    wa = rng.integers(-4, 5, (3, 2, 3, 3)).astype(np.float32) / 8
+    wb = rng.integers(-4, 5, (3, 2, 1, 1)).astype(np.float32) / 8
+    w1 = rng.integers(-4, 5, (4, 3 * 6 * 6)).astype(np.float32) / 8
+    w2 = rng.integers(-4, 5, (4, 3 * 6 * 6)).astype(np.float32) / 8
+
+    def conv(w, pad):
+        return nir.Conv2d(input_shape=(6, 6), weight=w, stride=1, padding=pad, dilation=1,
+                          groups=1, bias=np.zeros(3, np.float32))
+
+    g = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+        "ca": conv(wa, 1), "cb": conv(wb, 0),
+        "n1": nir.IF(r=np.array(1.0), v_threshold=np.array(1.0), v_reset=np.array(0.0)),
+        "f": nir.Flatten(input_type={"input": np.array([3, 6, 6])}, start_dim=0, end_dim=-1),
+        "l1": nir.Linear(weight=w1), "l2": nir.Linear(weight=w2),
+        "n2": nir.IF(r=np.array(1.0), v_threshold=np.array(1.0), v_reset=np.array(0.0)),
+        "output": nir.Output(output_type={"output": np.array([4])})},
+        edges=[("input", "ca"), ("input", "cb"), ("ca", "n1"), ("cb", "n1"), ("n1", "f"),
+               ("f", "l1"), ("f", "l2"), ("l1", "n2"), ("l2", "n2"), ("n2", "output")],
+        type_check=False)
+    layers, report = import_graph(g, 1.0)
+    assert [l.type for l in layers] == ["input", "conv", "flatten", "dense"]
+    assert layers[1].weight.shape == (3, 2, 3, 3) and layers[1].padding == (1, 1)
+    assert all(r["weight_rel_rms_error"] == 0 for r in report)
+    x = (rng.random((30, 3, 2, 6, 6)) < 0.4).astype(np.float32)
+    flt = FloatGraph(g, 1.0).run(torch.from_numpy(x))
+    got = _file_spikes(tmp_path, layers, x.transpose(0, 1, 3, 4, 2))
+    assert np.array_equal(got[0].transpose(0, 1, 4, 2, 3), flt["n1"].numpy() > 0)
+    assert np.array_equal(got[1], flt["n2"].numpy() > 0)
+    assert flt["n1"].sum() > 0 and flt["n2"].sum() > 0
 
 
 def test_cli_refusal_is_one_line_and_writes_nothing(tmp_path, capsys):
