@@ -38,7 +38,9 @@ engines, plans with ``deploy --plan`` and needs no psplava extension:
   round(b k)``.  A layer whose weights and threshold already are such integers (psplava's
   own NIR export) keeps them (``k = 1``), so the round trip is exact.
 
-Refused by name: recurrent connections, branches (skip inputs exist for SRM layers only),
+Branches that leave one layer and sum into the next neuron are one synapse too (their sum,
+built and checked the same way).  Refused by name: recurrent connections, branches from
+two layers (a residual skip: skip inputs exist for SRM layers only),
 node types with no Loihi form, ``v_reset != 0`` (Loihi resets to 0; NIR 1.0 has no
 reset-by-subtraction, and a graph that meant it says ``v_reset = 0`` all the same), time
 constants, thresholds or resets that vary per neuron, ``dt > tau``, a bias into a

@@ -234,8 +234,13 @@ def _quiet_child_signals() -> None:
     kills its children); a SIGTERM of a child ends it without a traceback."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a Python-level no-op, not SIG_IGN: a program the child execs starts with the default
+    signal.signal(signal.SIGINT, _ignore)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _ignore(signum, frame) -> None:
+    """SIGINT in a child of the command: the command answers it."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,8 +63,11 @@ def _interrupt(cmd: list[str], sig, wait: float, tmp, ready=None) -> tuple[int, 
     env = dict(os.environ, TMPDIR=str(tmp))
     err_path = tmp.parent / f"{tmp.name}.stderr"
     with open(err_path, "w") as err_file:
+        # a background shell starts its jobs with SIGINT ignored, and Python then leaves it
+        # ignored: the command under test gets the default a terminal would give it
         proc = subprocess.Popen([sys.executable, "-m", "psplava", *cmd], env=env,
-                                stdout=subprocess.DEVNULL, stderr=err_file)
+                                stdout=subprocess.DEVNULL, stderr=err_file,
+                                preexec_fn=_default_sigint)
         t0 = time.time()
         while ready is not None and not ready() and proc.poll() is None \
                 and time.time() - t0 < 120:
@@ -73,6 +76,12 @@ def _interrupt(cmd: list[str], sig, wait: float, tmp, ready=None) -> tuple[int, 
         proc.send_signal(sig)
         proc.wait(timeout=120)
     return proc.returncode, err_path.read_text(), sorted(p.name for p in tmp.iterdir())
+
+
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _shm() -> set[str]:
