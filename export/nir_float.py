@@ -193,6 +193,7 @@ class FloatGraph:
     def __init__(self, graph, dt: float) -> None:
         self.graph = graph
         self.dt = float(dt)
+        self._shapes_only = False
         self.order = topological_order(graph)
         self.preds = predecessors(graph)
         for name in self.order:
@@ -237,6 +238,8 @@ class FloatGraph:
 
     def _delay(self, name: str, node, y: torch.Tensor,
                delays: dict[str, list[torch.Tensor]]) -> torch.Tensor:
+        if self._shapes_only:
+            return y
         steps = delay_steps(node, self.dt)
         buf = delays.setdefault(name, [])
         buf.append(y)
@@ -250,9 +253,13 @@ class FloatGraph:
         return out
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Each node's output shape (without batch), from one zero step."""
+        """Each node's output shape (without batch), from one zero step (whatever dt)."""
         x = torch.zeros((1, 1, *input_shape(self.graph)), dtype=torch.float64)
-        return {n: tuple(o.shape[2:]) for n, o in self.run(x).items()}
+        self._shapes_only = True
+        try:
+            return {n: tuple(o.shape[2:]) for n, o in self.run(x).items()}
+        finally:
+            self._shapes_only = False
 
 
 def delay_steps(node, dt: float) -> np.ndarray:

@@ -247,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; run as the ``psplava`` command (``argv`` None) the process ends
     here, with the signal handlers still in place through its exit work."""
     code = _main(argv)
-    if argv is None and threading.current_thread() is threading.main_thread():
+    # a torchrun rank exits the ordinary way: os._exit while another rank still tears its
+    # process group down leaves that rank waiting for ever
+    if argv is None and threading.current_thread() is threading.main_thread() \
+            and "TORCHELASTIC_RUN_ID" not in os.environ and "LOCAL_RANK" not in os.environ:
         _exit_now(code)
     return code
 

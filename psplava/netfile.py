@@ -559,7 +559,8 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
     """Write :class:`NetLayer` s -- the dataclass :func:`read_netfile` returns -- atomically.
 
     ``stride``/``padding`` (and netx's ``dilation``/``groups``) are written for conv layers
-    only; ``bias``, ``dynamic_threshold`` and ``quant`` when present.
+    only, ``delay`` (axonal delays) for dense ones; ``bias``, ``dynamic_threshold`` and
+    ``quant`` when present.
     """
     import h5py
 
@@ -582,7 +583,8 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                 conv = layer.type == "conv"
                 for key, value in (("weight", layer.weight), ("bias", layer.bias),
                                    ("stride", layer.stride if conv else None),
-                                   ("padding", layer.padding if conv else None)):
+                                   ("padding", layer.padding if conv else None),
+                                   ("delay", layer.delay if layer.type == "dense" else None)):
                     if value is not None:
                         g.create_dataset(key, data=np.asarray(value))
                 if conv:

@@ -430,3 +430,35 @@ def _check_foreign(framework, dt, simulate, val_recordings, tmp_path, capsys, n_
         want = np.moveaxis(r_l[:, :n_lava], 0, -1)
         want = want.transpose(0, 2, 1, 3, 4) if want.ndim == 5 else want
         assert np.array_equal(g_l, want)
+
+
+def test_delay_nodes_become_axonal_delays(tmp_path):
+    """A Delay before a Linear (per input) and one after it (per output): netx's dense
+    ``delay``, written into the file (the writer dropped it before), run by the reference
+    engine and Lava spike for spike as the float graph's buffer."""
+    rng = np.random.default_rng(9)
+    w = rng.integers(-4, 5, (4, 3)).astype(np.float32) / 4
+    for where in ("in", "out"):
+        d = np.array([0, 2, 1], np.float64) if where == "in" else np.array([1, 0, 3, 2.0])
+        nodes = {"input": nir.Input(input_type={"input": np.array([3])}),
+                 "d": nir.Delay(delay=d * 1e-3), "w": nir.Linear(weight=w),
+                 "n": nir.IF(r=np.array(1e3), v_threshold=np.array(1.0),
+                             v_reset=np.array(0.0)),
+                 "output": nir.Output(output_type={"output": np.array([4])})}
+        chain = ["input", "d", "w", "n", "output"] if where == "in" else \
+            ["input", "w", "d", "n", "output"]
+        g = _graph(nodes, chain)
+        layers, _ = import_graph(g, 1e-3)
+        assert layers[1].delay.tolist() == d.astype(int).tolist()
+        x = (rng.random((25, 2, 3)) < 0.5).astype(np.float32)
+        flt = FloatGraph(g, 1e-3).run(torch.from_numpy(x))["n"].numpy() > 0
+        got = _file_spikes(tmp_path, layers, x, f"{where}.net")[0]
+        assert np.array_equal(got, flt) and flt.sum() > 0
+        from psplava.sim.lava_engine import run_lava   # Lava's DelayDense, per sample
+
+        lava = run_lava(tmp_path / f"{where}.net",
+                        np.concatenate([x[:, 0], np.zeros((1, 3), np.float32)]).T.astype(
+                            np.int32))
+        assert np.array_equal(np.asarray(lava[-1])[..., 1:].reshape(4, -1).T, flt[:, 0])
+    with pytest.raises(NirGraphError, match="not whole steps"):
+        import_graph(g, 7e-4)
