@@ -247,10 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; run as the ``psplava`` command (``argv`` None) the process ends
     here, with the signal handlers still in place through its exit work."""
     code = _main(argv)
-    # a torchrun rank exits the ordinary way: os._exit while another rank still tears its
-    # process group down leaves that rank waiting for ever
+    # a torchrun rank exits the ordinary way (os._exit while another rank still tears its
+    # process group down leaves that rank waiting), unless its own teardown was abandoned
+    rank = "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
+    abandoned = getattr(sys.modules.get("psplava.train.runtime"), "TEARDOWN_ABANDONED",
+                        [False])[0]
     if argv is None and threading.current_thread() is threading.main_thread() \
-            and "TORCHELASTIC_RUN_ID" not in os.environ and "LOCAL_RANK" not in os.environ:
+            and (not rank or abandoned):
         _exit_now(code)
     return code
 

@@ -36,6 +36,12 @@ def is_main_process() -> bool:
 
 
 @dataclass
+#: seconds the process group's teardown may take before a rank leaves without it
+CLOSE_TIMEOUT_S = 20.0
+#: set when a teardown was abandoned: the process must not wait for it at exit
+TEARDOWN_ABANDONED = [False]
+
+
 class Runtime:
     """One process of a (possibly distributed) run."""
 
@@ -78,8 +84,26 @@ class Runtime:
         return self.rank == 0
 
     def close(self) -> None:
-        if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        """Tear the process group down.  gloo's teardown has been seen to wait for ever on
+        rank 0 once its peer is gone (torch 2.3, CPU); it gets :data:`CLOSE_TIMEOUT_S`,
+        after which it is abandoned (:data:`TEARDOWN_ABANDONED`): the command finishes its
+        output and leaves with ``os._exit`` (:func:`psplava.cli.main`), this rank being the
+        last one with its work committed."""
+        if not (self.distributed and dist.is_initialized()):
+            return
+        import threading
+
+        done = threading.Event()
+
+        def destroy() -> None:
+            try:
+                dist.destroy_process_group()
+            finally:
+                done.set()
+
+        threading.Thread(target=destroy, daemon=True).start()
+        if not done.wait(CLOSE_TIMEOUT_S):
+            TEARDOWN_ABANDONED[0] = True
 
     # --------------------------------------------------------------- collectives
     def _comm_device(self) -> torch.device:
