@@ -35,13 +35,13 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-@dataclass
 #: seconds the process group's teardown may take before a rank leaves without it
 CLOSE_TIMEOUT_S = 20.0
 #: set when a teardown was abandoned: the process must not wait for it at exit
 TEARDOWN_ABANDONED = [False]
 
 
+@dataclass
 class Runtime:
     """One process of a (possibly distributed) run."""
 
