@@ -35,9 +35,7 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-#: seconds the process group's teardown may take before a rank leaves without it
-CLOSE_TIMEOUT_S = 20.0
-#: set when a teardown was abandoned: the process must not wait for it at exit
+#: set when a rank skipped its process group's teardown: it must leave with os._exit
 TEARDOWN_ABANDONED = [False]
 
 
@@ -84,26 +82,17 @@ class Runtime:
         return self.rank == 0
 
     def close(self) -> None:
-        """Tear the process group down.  gloo's teardown has been seen to wait for ever on
-        rank 0 once its peer is gone (torch 2.3, CPU); it gets :data:`CLOSE_TIMEOUT_S`,
-        after which it is abandoned (:data:`TEARDOWN_ABANDONED`): the command finishes its
-        output and leaves with ``os._exit`` (:func:`psplava.cli.main`), this rank being the
-        last one with its work committed."""
+        """Tear the process group down (NCCL).  gloo's ``destroy_process_group`` has been
+        seen to block for ever on rank 0, holding the GIL, once its peer had gone (torch
+        2.3, CPU); a gloo rank therefore skips it and leaves with ``os._exit`` after its
+        output (:data:`TEARDOWN_ABANDONED`, :func:`psplava.cli.main`): every rank passed
+        the trainer's last barrier with its work committed, so no peer waits on it."""
         if not (self.distributed and dist.is_initialized()):
             return
-        import threading
-
-        done = threading.Event()
-
-        def destroy() -> None:
-            try:
-                dist.destroy_process_group()
-            finally:
-                done.set()
-
-        threading.Thread(target=destroy, daemon=True).start()
-        if not done.wait(CLOSE_TIMEOUT_S):
+        if self.backend == "gloo":
             TEARDOWN_ABANDONED[0] = True
+            return
+        dist.destroy_process_group()
 
     # --------------------------------------------------------------- collectives
     def _comm_device(self) -> torch.device:
