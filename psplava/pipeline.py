@@ -223,13 +223,23 @@ def _check_demo_folder(out: Path, overwrite: bool) -> None:
 
     if out.exists() and not out.is_dir():
         raise PsplavaError(f"{out}: exists and is not a folder")
-    if overwrite or not out.is_dir() or (out / DEMO_MARK).is_file():
+    if overwrite or not out.is_dir() or (out / DEMO_MARK).is_file() or _demo_summary(out):
         return
     if any((out / f).exists() for f in RUN_FILES):
         raise PsplavaError(f"{out}: holds a training run that demo did not make; give "
                            "another --out, or --overwrite to replace it")
     if any(p.name != ".lock" for p in out.iterdir()):
         raise PsplavaError(f"{out}: is not empty; give another --out, or --overwrite")
+
+
+def _demo_summary(out: Path) -> bool:
+    """A demo run of a psplava before the marker: its summary.json has the demo's keys."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"pytorch_accuracy", "lava_accuracy",
+                                          "reference_accuracy"} <= set(summary)
 
 
 def run_demo(config: str | Path, overrides: list[str], out: str | Path,
