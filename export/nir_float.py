@@ -162,20 +162,21 @@ def predecessors(graph) -> dict[str, list[str]]:
     return preds
 
 
-def input_node(graph) -> str:
-    names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Input"]
+def _the_node(graph, kind: str) -> str:
+    """The name of the graph's one node of type ``kind`` (refused unless exactly one)."""
+    names = [n for n, node in graph.nodes.items() if type(node).__name__ == kind]
     if len(names) != 1:
-        raise NirGraphError(f"the graph has {len(names)} Input nodes; psplava imports "
+        raise NirGraphError(f"the graph has {len(names)} {kind} nodes; psplava imports "
                             "graphs with one")
     return names[0]
+
+
+def input_node(graph) -> str:
+    return _the_node(graph, "Input")
 
 
 def output_node(graph) -> str:
-    names = [n for n, node in graph.nodes.items() if type(node).__name__ == "Output"]
-    if len(names) != 1:
-        raise NirGraphError(f"the graph has {len(names)} Output nodes; psplava imports "
-                            "graphs with one")
-    return names[0]
+    return _the_node(graph, "Output")
 
 
 def input_shape(graph) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Callable, Sequence
 
+from psplava.children import kill_children
 from psplava.argtypes import count_int, positive_float, positive_int, steps_int
 from psplava.errors import PsplavaError
 
@@ -201,30 +202,16 @@ def _end_interrupted(kind: type, command: bool = True) -> int:
     print(f"psplava: {'terminated' if code == 143 else 'interrupted'}", file=sys.stderr)
     if not command:
         return code
-    sys.stderr.flush()
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    import multiprocessing as mp
+    _flush()
     import multiprocessing.util as mp_util
-    import threading
 
-    def kill(managers: bool) -> None:
-        for proc in mp.active_children():   # Lava's workers, a DataLoader's
-            if managers or "Manager" not in (proc.name or ""):
-                try:
-                    proc.kill()
-                except Exception:  # already gone
-                    pass
-
-    kill(managers=False)
+    kill_children(spare_managers=True)   # Lava's workers, a DataLoader's
     # multiprocessing's own exit work, with the shared-memory manager still alive to unlink
     # its segments (Lava's channels) and remove its temp folder
     finisher = threading.Thread(target=mp_util._run_finalizers, daemon=True)
     finisher.start()
     finisher.join(10)
-    kill(managers=True)
+    kill_children()
     os._exit(code)
 
 
@@ -264,25 +251,20 @@ def _exit_now(code: int) -> None:
     own finalization resets them, so a signal in it would kill the process silently."""
     import atexit
 
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    _flush()
     atexit._run_exitfuncs()
+    _flush()
+    kill_children()   # nothing of ours outlives the command
+    os._exit(int(code) if isinstance(code, int) else 1)
+
+
+def _flush() -> None:
+    """Flush stdout and stderr before an ``os._exit`` (a closed pipe is no error here)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
-    import multiprocessing as mp
-
-    for proc in mp.active_children():   # nothing of ours outlives the command
-        try:
-            proc.kill()
-        except Exception:  # already gone
-            pass
-    os._exit(int(code) if isinstance(code, int) else 1)
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psplava.children import kill_children
 from psplava.lavadl import import_lava_runtime
 from psplava.netfile import NetFileError, input_shape, read_netfile
 
@@ -97,24 +98,14 @@ def _kill_lava_workers(root=None) -> None:
     shared-memory manager down the orderly way, so that its segments are unlinked and its
     temp folder removed (killing the manager leaks both until the resource tracker
     notices, with a warning)."""
-    import multiprocessing as mp
-
-    def kill(managers: bool) -> None:
-        for proc in mp.active_children():
-            if managers or "Manager" not in (proc.name or ""):
-                try:
-                    proc.kill()
-                except Exception:  # already gone
-                    pass
-
-    kill(managers=False)
+    kill_children(spare_managers=True)
     try:
         smm = root.runtime._messaging_infrastructure.smm
         if smm is not None:
             smm.shutdown()
     except Exception:  # noqa: BLE001 - no runtime, or already down: kill it below
         pass
-    kill(managers=True)
+    kill_children()
 
 
 def _run_steps(n: int):
