@@ -67,11 +67,21 @@ def data_config(args) -> dict[str, Any]:
 
 def load_samples(cfg: dict[str, Any], split: str, limit: int | None):
     """(x (T, N, H, W, C) float32, labels) of the recordings the data flags select."""
+    return stack_samples(_recordings(cfg, split, limit))
+
+
+def _recordings(cfg: dict[str, Any], split: str, limit: int | None):
+    """The dataset the data flags select (refused when empty)."""
     from psplava.data import dataset_from_config
 
     ds = dataset_from_config(cfg, split, limit=limit)
     if len(ds) == 0:
         raise PsplavaError(f"no recordings in split {split!r} of {cfg['data']['root']}")
+    return ds
+
+
+def stack_samples(ds) -> tuple[np.ndarray, np.ndarray]:
+    """(x (T, N, H, W, C), labels) of every recording of ``ds``."""
     xs = np.stack([ds[i][0] for i in range(len(ds))], axis=1)
     ys = np.array([ds[i][1] for i in range(len(ds))])
     return xs, ys
@@ -120,21 +130,20 @@ def file_outputs(path: str, xs: np.ndarray, engine: str) -> tuple[np.ndarray, li
 
 def compare(args, out: str, graph, dt: float) -> dict[str, Any]:
     from psplava.budget import check_fits
-    from psplava.data import dataset_from_config
     from psplava.export.nir_float import input_shape
 
     cfg = data_config(args)
-    ds = dataset_from_config(cfg, args.split, limit=args.limit)
-    shape = tuple(ds[0][0].shape[1:]) if len(ds) else ()
+    ds = _recordings(cfg, args.split, args.limit)   # built once: checked, then stacked
+    shape = tuple(ds[0][0].shape[1:])
     want = input_shape(graph)
     nir_order = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
-    if len(ds) and tuple(nir_order) != tuple(want):
+    if tuple(nir_order) != tuple(want):
         raise PsplavaError(f"{args.dataset} recordings are {nir_order} (C, H, W) per step; the "
                            f"graph's Input is {tuple(want)}")
     elems = float(np.prod(want))
     check_fits(len(ds) * args.steps * elems * 24.0,
                f"comparing on {len(ds)} recordings of {args.steps} steps")
-    xs, ys = load_samples(cfg, args.split, args.limit)
+    xs, ys = stack_samples(ds)
     fc, f_spikes = float_outputs(graph, dt, xs)
     res: dict[str, Any] = {"samples": int(len(ys)), "split": args.split,
                            "float": {"accuracy": float((fc.argmax(1) == ys).mean()),
