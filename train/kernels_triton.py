@@ -43,11 +43,13 @@ INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 if AVAILABLE and INTERPRET:
     # triton 2.3.1's interpreter maps float64 to numpy but lacks the builder's float64
     # type (``get_double_ty``), so ``tl.zeros(..., tl.float64)`` fails there; the
-    # compiler has it.  Add the one missing method (a no-op where it exists).
+    # compiler has it.  Add the one missing method (a no-op where it exists; later
+    # tritons, 3.6 for one, renamed the class and have the method).
     from triton.runtime import interpreter as _interp
 
-    if not hasattr(_interp.Builder, "get_double_ty"):
-        _interp.Builder.get_double_ty = lambda self: tl.float64
+    _builder = getattr(_interp, "Builder", None)
+    if _builder is not None and not hasattr(_builder, "get_double_ty"):
+        _builder.get_double_ty = lambda self: tl.float64
 
 
 def usable(t: torch.Tensor) -> bool:
