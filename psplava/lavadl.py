@@ -24,6 +24,26 @@ with contextlib.redirect_stdout(sys.stderr if DEBUG else _captured), \
 #: what the import printed (empty with --debug, which lets it through)
 IMPORT_MESSAGES = _captured.getvalue()
 
+
+def _compile_for_this_gpu() -> None:
+    """Have lava-dl's CUDA kernels compiled for the GPU that is present.
+
+    lava-dl 0.6.0's ``slayer.jitconfig`` sets ``TORCH_CUDA_ARCH_LIST = '8.0'`` for every
+    GPU of compute capability 8 or more (a stop-gap for the RTX 3080), so the kernels it
+    compiles with nvcc at first use hold sm_80 machine code alone and fail on newer chips
+    ("no kernel image is available for execution on the device" on an H200, measured by
+    ``scripts/gpu_check.sh``).  Name the present GPU's capability instead; lava-dl reads the
+    setting when it compiles.
+    """
+    import torch
+
+    if torch.cuda.is_available() and slayer.jitconfig.TORCH_CUDA_ARCH_LIST is not None:
+        major, minor = torch.cuda.get_device_capability(0)
+        slayer.jitconfig.TORCH_CUDA_ARCH_LIST = f"{major}.{minor}"
+
+
+_compile_for_this_gpu()
+
 def import_lava_runtime() -> None:
     """Import Lava's runtime whatever fixed the multiprocessing start method before.
 
