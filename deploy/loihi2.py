@@ -49,8 +49,8 @@ def microcode_layers(net: NetFile) -> list[str]:
     out = []
     for layer in net.layers:
         why = []
-        if layer.neuron.get("type") == "SRM":
-            why.append("SRM neuron")
+        if layer.neuron and layer.model.needs_microcode:
+            why.append(f"{layer.model.type_name} neuron")
         if layer.dynamic_threshold is not None:
             why.append("dynamic threshold")
         if layer.skips:

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from psplava.netfile import NetFile, NetLayer
+from psplava.neurons import srm
 
 #: Loihi 2 limits used by the planner (sources: docs/loihi2.md)
 LOIHI2 = {
@@ -210,7 +211,7 @@ def plan(net: NetFile, limits: dict[str, Any] | None = None) -> dict[str, Any]:
             fan_out=int(fo.max()) if fo is not None and fo.size else 0, weight_bits=bits,
             synaptic_memory_bytes=mem, kernel_memory_bytes=int(math.ceil(kernel * bits / 8)),
             cores=cores,
-            needs_microcode=ntype == "SRM" or layer.dynamic_threshold is not None
+            needs_microcode=layer.model.needs_microcode or layer.dynamic_threshold is not None
             or bool(layer.skips)))
     total_cores = sum(r.cores for r in rows)
     neurons = sum(r.neurons for r in rows)
@@ -239,14 +240,13 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
     sender's fan-out."""
     import torch
 
-    from psplava import loihi
     from psplava.sim.fixed import run_fixed
 
     outs = run_fixed(net, xs)
     layers = [l for l in net.layers if l.type in ("conv", "dense")]
     outs = outs[len(outs) - len(layers):]   # a file's input neuron (lava-dl's) comes first
     n = xs.shape[1]
-    srm = all(l.neuron.get("type") == "SRM" for l in layers)
+    sends_psps = all(isinstance(l.model, srm.SRM) for l in layers)
     # senders: the input (index 0) and every neuron layer, in (C, H, W) flat order
     senders = [(0, xs)] + [(l.index, o) for l, o in zip(layers, outs)]
     rows = []
@@ -257,9 +257,9 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
         flat = s.transpose(0, 1, 4, 2, 3) if s.ndim == 5 else s
         flat = flat.reshape(s.shape[0], n, -1)
         spikes = int((flat != 0).sum())
-        if srm and idx in sending:
+        if sends_psps and idx in sending:
             consumer = next(l for l in layers if l.index > idx)
-            msgs = loihi.psp(torch.from_numpy(flat != 0), int(consumer.neuron["psDecay"]))
+            msgs = srm.psp(torch.from_numpy(flat != 0), consumer.hardware.ps_decay)
             active = (msgs != 0).numpy()
         else:
             active = flat != 0

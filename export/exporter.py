@@ -3,22 +3,22 @@
 The exporter computes nothing of its own: each layer's folded, quantized form comes from
 :meth:`psplava.train.model.SpikingLayer.hardware` -- the very tensors the model's ``loihi``
 arithmetic runs -- and each neuron's integer parameters from its ``hardware(scale)``.  This
-module only lays them out as the file format wants them (netx's flatten order, field
-names).  Neuron group writers are a registry keyed by hardware type: adding a neuron type
-touches one place.  The model is never mutated; the file is written atomically.
+module only lays them out as the file format wants them (netx's flatten order); each
+neuron group's keys come from its type's module in :mod:`psplava.neurons`.  The model is
+never mutated; the file is written atomically.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from psplava import loihi
 from psplava.errors import PsplavaError
 from psplava.netfile import NetLayer, write_netfile
+from psplava.neurons import neuron_model
 from psplava.train.model import SNN, FoldError, LayerHardware
 
 
@@ -28,27 +28,6 @@ def _chw_columns(in_shape: tuple[int, ...]) -> np.ndarray:
         return np.arange(int(np.prod(in_shape)))
     h, w, c = in_shape
     return np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
-
-
-def _srm_group(hw: loihi.SRMHardware, layer) -> dict[str, Any]:
-    p = layer.neuron.params
-    return {"type": "SRM", "vThMant": int(hw.v_th_mant), "tauS": float(p.tau_s),
-            "tauR": float(p.tau_r), "refractory": loihi.Refractory(hw.refractory).value,
-            "psDecay": int(p.psp_decay_int), "refDecay": int(hw.ref_decay)}
-
-
-def _cuba_group(hw: loihi.CubaHardware, layer) -> dict[str, Any]:
-    p = layer.neuron.device_params
-    return {"type": "CUBA", "iDecay": int(hw.i_decay), "vDecay": int(hw.v_decay),
-            "vThMant": int(hw.v_th_mant), "refDelay": int(p.get("refDelay", 1)),
-            "gradedSpike": bool(p.get("gradedSpike", False))}
-
-
-#: hardware type -> neuron group writer
-NEURON_WRITERS: dict[type, Callable[[Any, Any], dict[str, Any]]] = {
-    loihi.SRMHardware: _srm_group,
-    loihi.CubaHardware: _cuba_group,
-}
 
 
 def _int(t: torch.Tensor) -> np.ndarray:
@@ -68,9 +47,8 @@ def build_layers(model: SNN, k_max: float | None = None
         hws = model.hardware(k_max)
         for i, layer in enumerate(model.layers):
             hw: LayerHardware = hws[i]
-            if type(hw.neuron) not in NEURON_WRITERS:
-                raise FoldError(f"layer {i}: no exporter for {type(hw.neuron).__name__}")
-            if hw.bias is not None and isinstance(hw.neuron, loihi.CubaHardware):
+            model = neuron_model(layer.neuron.type_name, f"layer {i}")
+            if hw.bias is not None and model.stock_netx:
                 raise FoldError("a membrane-norm bias adds to a CUBA neuron's current, which "
                                 "stock netx cannot express; export CUBA networks with psp_bn "
                                 "or none")
@@ -78,7 +56,7 @@ def build_layers(model: SNN, k_max: float | None = None
             if hw.kind == "dense" and len(shape) == 3:
                 layers.append(NetLayer(len(layers), "flatten", (int(np.prod(shape)),)))
                 weight, wf = weight[:, _chw_columns(shape)], wf[:, _chw_columns(shape)]
-            neuron = NEURON_WRITERS[type(hw.neuron)](hw.neuron, layer)
+            neuron = model.group(hw.neuron)
             err = wf - weight / hw.scale
             rms_w = float(np.sqrt(np.mean(np.square(wf)))) if wf.size else 0.0
             rel = float(np.sqrt(np.mean(np.square(err)))) / rms_w if rms_w else 0.0
@@ -102,8 +80,7 @@ def build_layers(model: SNN, k_max: float | None = None
                                     "padding": (0, 0)}]
             layers.append(entry)
             file_index.append(entry.index)
-            theta = layer.neuron.params.theta if isinstance(hw.neuron, loihi.SRMHardware) \
-                else layer.neuron.params.threshold
+            theta = layer.neuron.threshold
             report.append({"layer": i, "type": hw.kind, "neuron": neuron["type"],
                            "scale": hw.scale, "weight_rel_rms_error": round(rel, 6),
                            "weight_max_abs_error": round(max_err, 6),

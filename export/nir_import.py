@@ -48,7 +48,7 @@ CubaLIF (it would enter the current, which Loihi's bias cannot), LI/CubaLI read-
 (Loihi's CUBA layers send spikes; a voltage read-out needs probes the engines lack).
 
 Timing: Lava's synapses deliver one step late, so layer ``l`` (from 0) of the file lags
-the float graph by ``l + 1`` steps (:func:`psplava.loihi.latency`); ``sim`` pads its
+the float graph by ``l + 1`` steps (:func:`psplava.neurons.network_latency`); ``sim`` pads its
 inputs with them.  A bias (or ``v_leak``) is the one thing that does not lag: Lava's
 neurons add it from step 0, so layer ``l`` integrates ``l + 1`` more steps of it than the
 float graph has at the aligned step (for an IF, a constant offset of ``(l + 1) b``).

@@ -1,6 +1,8 @@
-"""Loihi fixed-point arithmetic: the one implementation of the integer neuron step.
+"""Loihi fixed-point arithmetic: number formats, quantization, decays, exact synapses.
 
-Everything that computes what a ``.net`` file computes in Lava goes through this module:
+The integer step of each neuron type lives in its module of :mod:`psplava.neurons`
+(SRM, CUBA, SDNN), built from the primitives here.  Everything that computes what a
+``.net`` file computes in Lava goes through these modules:
 
 - the PyTorch model in ``loihi`` arithmetic (:mod:`psplava.train.model`), which wraps these
   functions in autograd functions with surrogate / straight-through gradients,
@@ -56,7 +58,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 
@@ -76,20 +77,6 @@ PSP_UNIT = 1 << (PSP_STATE_BITS - PSP_MSG_SHIFT)   # message (synapse input) uni
 SRM_THETA_K_MAX = (1 << 19) / PSP_UNIT
 #: default largest weight scale (lava-dl uses 64); power of two
 K_MAX = 1024.0
-
-
-class NeuronType(str, Enum):
-    """Neuron types of the ``.net`` format (the ``neuron/type`` field)."""
-
-    SRM = "SRM"
-    CUBA = "CUBA"
-    LOIHI = "LOIHI"   # lava-dl's alias of CUBA
-    SDNN = "SDNN"
-
-
-class Refractory(str, Enum):
-    EXP = "exp"      # the paper's nu(t) = -2 theta exp(-t / tau_r)
-    ALPHA = "alpha"  # slayerPytorch's nu(t) = -2 theta (t / tau_r) exp(1 - t / tau_r)
 
 
 # --------------------------------------------------------------------------- quantization
@@ -136,11 +123,6 @@ def quantize_decay(decay_per_step: float) -> int:
     return int(round(DECAY_UNITY * (1.0 - decay_per_step)))
 
 
-def decay_of_tau(tau: float) -> int:
-    """12-bit decay constant of ``exp(-1 / tau)``."""
-    return quantize_decay(math.exp(-1.0 / tau))
-
-
 # --------------------------------------------------------------------------- integer ops
 def dec_round(v: torch.Tensor, d: int) -> torch.Tensor:
     """12-bit decay rounded to nearest (halves away from zero): SRM's PSP and refractory."""
@@ -166,7 +148,7 @@ def wrap24(z: torch.Tensor) -> torch.Tensor:
     return torch.remainder(z + base // 2, base) - base // 2
 
 
-_F32_EXACT = float(1 << 24)   # integers below this add exactly in float32
+F32_EXACT = float(1 << 24)   # integers below this add exactly in float32
 
 
 def _min_max(x: torch.Tensor) -> tuple[float, float]:
@@ -179,7 +161,7 @@ def _min_max(x: torch.Tensor) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _abs_max(x: torch.Tensor) -> float:
+def abs_max(x: torch.Tensor) -> float:
     lo, hi = _min_max(x)
     return max(-lo, hi)
 
@@ -204,11 +186,11 @@ def _exact_matmul(fn, x: torch.Tensor, w: torch.Tensor, fan_in: int,
         return torch.round(fn(x.to(torch.float64), w.to(torch.float64))).to(out_dtype)
     lo, hi = _min_max(x) if x_range is None else x_range
     xmax = max(-lo, hi)
-    wmax = _abs_max(w)
+    wmax = abs_max(w)
     w32 = w.to(torch.float32)
-    if fan_in * xmax * wmax < _F32_EXACT:
+    if fan_in * xmax * wmax < F32_EXACT:
         return torch.round(fn(x.to(torch.float32), w32)).to(out_dtype)
-    if xmax < 65536 and fan_in * 255 * wmax < _F32_EXACT and lo >= 0:
+    if xmax < 65536 and fan_in * 255 * wmax < F32_EXACT and lo >= 0:
         fast = _halves_fast(fn, x, w32, out_dtype)
         if fast is not None:
             if peak is not None:
@@ -273,29 +255,11 @@ def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int | tuple[int
         peak: list = [None]
         z = _exact_matmul(lambda a, b: F.conv2d(a, b, stride=stride, padding=padding),
                           x, w, fan_in, x_range, out_dtype, peak)
-        bound = fan_in * max(-x_range[0], x_range[1]) * _abs_max(w)
-        if bound >= STATE_MAX and (_abs_max(z) if peak[0] is None else peak[0]) >= STATE_MAX:
+        bound = fan_in * max(-x_range[0], x_range[1]) * abs_max(w)
+        if bound >= STATE_MAX and (abs_max(z) if peak[0] is None else peak[0]) >= STATE_MAX:
             z = wrap24(z)
         return z
     return _exact_matmul(lambda a, b: a @ b.t(), x, w, int(w.shape[1]), x_range, out_dtype)
-
-
-def latency(neuron: NeuronType | str, n_layers: int) -> int:
-    """Steps by which the output layer lags the input: SRM 0, CUBA one per layer."""
-    return 0 if NeuronType(neuron) is NeuronType.SRM else int(n_layers)
-
-
-# --------------------------------------------------------------------------- SRM
-def psp_step(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, dq: int
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """New integer alpha-PSP state (x, y) after a step with spikes ``s`` (0/1)."""
-    inc = s.to(torch.int64) << PSP_STATE_BITS
-    return dec_round(x + inc, dq), dec_round(y + x + inc, dq)
-
-
-def psp_message(y: torch.Tensor) -> torch.Tensor:
-    """The PSP a neuron sends: its state ``y`` (>= 0) rounded to ``PSP_UNIT`` units."""
-    return (y + (1 << (PSP_MSG_SHIFT - 1))) >> PSP_MSG_SHIFT
 
 
 #: the per-step loops of :func:`psp` and :func:`srm_run` on CPU tensors run as numba
@@ -307,140 +271,6 @@ CPU_KERNELS = True
 def cpu_fast(t: torch.Tensor) -> bool:
     """Whether the numba kernels run for ``t`` (a CPU tensor, :data:`CPU_KERNELS` on)."""
     return CPU_KERNELS and t.device.type == "cpu"
-
-
-def psp_message_bound(dq: int) -> int:
-    """An upper bound of every PSP message with decay ``dq`` (one spike per step at most):
-    ``U sum_{k>=1} k Q^k = U Q / (1 - Q)^2`` with ``Q = 1 - dq / 4096``, plus the rounding
-    of the states and the message (at most half a state unit per step each: a few state
-    units in all, far below one message unit; 2 added).  Tested against saturated input."""
-    q = (DECAY_UNITY - int(dq)) / DECAY_UNITY
-    if q >= 1.0:
-        return 1 << 62
-    return int(math.ceil(PSP_UNIT * q / (1.0 - q) ** 2)) + 2
-
-
-def psp(s: torch.Tensor, dq: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
-    """The PSP messages (shape of ``s``; int64, or a float dtype holding the same integers:
-    float32 is exact while :func:`psp_message_bound` < 2**24) of spikes ``s`` (T, ...), as
-    the receiving synapse sees them: the value at t depends on spikes before t (0 at t = 0)."""
-    if dtype == torch.float32 and psp_message_bound(dq) >= _F32_EXACT:
-        raise ValueError(f"PSP messages with decay {dq} may exceed float32's exact integers")
-    if cpu_fast(s):
-        from psplava import loihi_kernels  # numba: compiled at first use
-
-        flat = s.detach().reshape(s.shape[0], -1).numpy()
-        np_dtype = {torch.int64: "int64", torch.float64: "float64",
-                    torch.float32: "float32"}[dtype]
-        return torch.from_numpy(loihi_kernels.psp(flat, dq, PSP_STATE_BITS, PSP_MSG_SHIFT,
-                                                  np_dtype)).view(s.shape)
-    return _psp_loop(s, dq).to(dtype)
-
-
-def _psp_loop(s: torch.Tensor, dq: int) -> torch.Tensor:
-    x = torch.zeros(s.shape[1:], dtype=torch.int64, device=s.device)
-    y = torch.zeros_like(x)
-    out = torch.empty(s.shape, dtype=torch.int64, device=s.device)
-    for t in range(s.shape[0]):
-        out[t] = psp_message(y)
-        x, y = psp_step(x, y, s[t], dq)
-    return out
-
-
-@dataclass(frozen=True)
-class SRMHardware:
-    """Integer parameters of one SRM layer (what the ``.net`` file's neuron group holds)."""
-
-    v_th_mant: int        # threshold mantissa; theta_int = v_th_mant * PSP_UNIT
-    ref_decay: int        # 12-bit refractory decay
-    refractory: Refractory
-    tau_r: float          # for the ALPHA refractory gain
-
-    @property
-    def theta_int(self) -> int:
-        return int(self.v_th_mant) * PSP_UNIT
-
-    @property
-    def ref_gain(self) -> int:
-        """Refractory increment per spike (integer, negative)."""
-        if Refractory(self.refractory) is Refractory.ALPHA:
-            return int(round(-2 * self.theta_int * math.e / self.tau_r))
-        return -2 * self.theta_int
-
-
-class SRMState:
-    """Refractory state and spike rule of a group of fixed-point SRM neurons.
-
-    ``step(z, gain)`` takes the integer membrane input of one step (bias included) and,
-    for a dynamic threshold, ``gain = sqrt(m2 + lambda)`` broadcastable to ``z``; it returns
-    the spikes (bool).  ``r`` holds the refractory state used by the last step.
-    """
-
-    def __init__(self, shape: tuple[int, ...], hw: SRMHardware,
-                 device: torch.device | str = "cpu") -> None:
-        self.hw = hw
-        self.theta = hw.theta_int
-        self.g_ref = hw.ref_gain
-        self.alpha = Refractory(hw.refractory) is Refractory.ALPHA
-        self.rx = torch.zeros(shape, dtype=torch.int64, device=device)
-        self.ry = torch.zeros(shape, dtype=torch.int64, device=device)
-        self.r = self.ry
-
-    def step(self, z: torch.Tensor, gain: torch.Tensor | None = None) -> torch.Tensor:
-        self.r = r = self.ry
-        if gain is None:
-            s = z.to(torch.int64) + r >= self.theta
-        else:
-            s = z.to(torch.float64) >= gain * (self.theta - r).to(torch.float64)
-        inc = s.to(torch.int64) * self.g_ref
-        d = self.hw.ref_decay
-        if self.alpha:
-            self.rx, self.ry = dec_round(self.rx + inc, d), dec_round(self.ry + self.rx + inc, d)
-        else:
-            self.ry = dec_round(self.ry + inc, d)
-        return s
-
-
-def srm_run(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes (bool) and the refractory state each step used (int64), shape of ``z``
-    (T, N, ...), of SRM neurons driven by integer membrane input ``z`` (bias included);
-    ``gain`` (T, N): the dynamic threshold's ``sqrt(m2 + lambda)``."""
-    if cpu_fast(z) and z.dim() >= 2:
-        return _srm_kernel(z, hw, gain)
-    state = SRMState(z.shape[1:], hw, z.device)
-    s = torch.empty(z.shape, dtype=torch.bool, device=z.device)
-    r = torch.empty(z.shape, dtype=torch.int64, device=z.device)
-    for t in range(z.shape[0]):
-        g = None if gain is None else gain[t].view(-1, *[1] * (z.dim() - 2))
-        s[t] = state.step(z[t], g)
-        r[t] = state.r
-    return s, r
-
-
-def srm_run_surrogate(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None,
-                      unit: float, tau_rho: float, scale_rho: float
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`srm_run`'s spikes with, instead of the refractory state, the surrogate
-    ``scale_rho / (2 tau_rho) exp(-|u - theta_int| / (unit tau_rho))`` (``u = z + r``, or
-    ``z / gain + r``) of loihi-arithmetic training, float64: one numba pass (CPU tensors)."""
-    return _srm_kernel(z, hw, gain, (float(unit), float(tau_rho), float(scale_rho)))
-
-
-def _srm_kernel(z: torch.Tensor, hw: SRMHardware, gain: torch.Tensor | None,
-                surrogate: tuple[float, float, float] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The numba SRM pass (:func:`psplava.loihi_kernels.srm_run`) on CPU tensors (T, N, ...):
-    spikes, and the refractory state or (with ``surrogate``) the surrogate."""
-    from psplava import loihi_kernels  # numba: compiled at first use
-
-    T, N = z.shape[:2]
-    zf = z.detach().reshape(T, N, -1)
-    zf = zf if zf.dtype in (torch.float64, torch.int64) else zf.to(torch.float64)
-    g = None if gain is None else gain.detach().reshape(T, N).to(torch.float64).numpy()
-    s, second = loihi_kernels.srm_run(zf.numpy(), g, hw.theta_int, hw.ref_gain, hw.ref_decay,
-                                      Refractory(hw.refractory) is Refractory.ALPHA, surrogate)
-    return torch.from_numpy(s).view(z.shape), torch.from_numpy(second).view(z.shape)
 
 
 @dataclass(frozen=True)
@@ -489,112 +319,8 @@ class DynamicThreshold:
         return self.m2_from_sums(sums, steps, n, tau_s)
 
 
-# --------------------------------------------------------------------------- CUBA
-@dataclass(frozen=True)
-class CubaHardware:
-    """Integer parameters of one CUBA layer (stock netx)."""
-
-    i_decay: int
-    v_decay: int
-    v_th_mant: int
-
-
-class CubaState:
-    """Lava's ``PyLifModelBitAcc`` (netx CUBA): ``u = dec(u) + (a_in << 6)`` wrapped to 24
-    bits, ``v = dec(v) + u + (bias << 6)`` clipped to 24 bits, spike when
-    ``v > vThMant << 6``, then ``v = 0``.  ``v`` before the reset is kept in ``v_pre``."""
-
-    def __init__(self, shape: tuple[int, ...], hw: CubaHardware,
-                 bias: torch.Tensor | None = None, device: torch.device | str = "cpu",
-                 max_abs_input: float | None = None) -> None:
-        self.hw = hw
-        # |u| <= max|a_in| 64 * 4096 / iDecay: when that is below 2**23 the wrap never fires
-        # (an exact shortcut for a run whose inputs are known in advance)
-        self.may_wrap = max_abs_input is None or hw.i_decay <= 0 or \
-            max_abs_input * (1 << CUBA_SHIFT) * DECAY_UNITY / hw.i_decay >= STATE_MAX
-        self.vth = int(hw.v_th_mant) << CUBA_SHIFT
-        # integers held in float64 (exact: every value stays below 2**40), for speed
-        self.bias = 0 if bias is None else (bias.to(torch.int64) << CUBA_SHIFT).double()
-        self.u = torch.zeros(shape, dtype=torch.float64, device=device)
-        self.v = torch.zeros(shape, dtype=torch.float64, device=device)
-        self.v_pre = self.v
-
-    def step(self, a_in: torch.Tensor) -> torch.Tensor:
-        cur = dec_trunc(self.u, self.hw.i_decay) + a_in.to(torch.float64) * (1 << CUBA_SHIFT)
-        if self.may_wrap:
-            wrapped = torch.where(cur > STATE_MAX, cur - 2 * STATE_MAX, cur)
-            cur = torch.where(wrapped <= -STATE_MAX, cur + 2 * STATE_MAX, wrapped)  # as Lava
-        self.u = cur
-        v = dec_trunc(self.v, self.hw.v_decay) + self.u + self.bias
-        v = torch.clamp(v, -STATE_MAX + 1, STATE_MAX - 1)
-        self.v_pre = v
-        s = v > self.vth
-        self.v = v.masked_fill(s, 0.0)
-        return s
-
-
-def cuba_run(a_in: torch.Tensor, hw: CubaHardware, bias: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes (bool) and the pre-reset voltage (integers in float64) of CUBA neurons for
-    the synaptic input ``a_in`` (T, N, ...) as it arrives at the neurons (already delayed)."""
-    a_in = a_in.to(torch.float64)
-    state = CubaState(a_in.shape[1:], hw, bias, a_in.device, _abs_max(a_in))
-    s = torch.empty(a_in.shape, dtype=torch.bool, device=a_in.device)
-    v = torch.empty(a_in.shape, dtype=torch.float64, device=a_in.device)
-    for t in range(a_in.shape[0]):
-        s[t] = state.step(a_in[t])
-        v[t] = state.v_pre
-    return s, v
-
-
 def delay_one(z: torch.Tensor) -> torch.Tensor:
     """Lava's one-step synapse buffer on a (T, ...) tensor: ``out[t] = z[t-1]``, ``out[0] = 0``."""
     return torch.cat([torch.zeros_like(z[:1]), z[:-1]], dim=0)
 
 
-# --------------------------------------------------------------------------- SDNN
-@dataclass(frozen=True)
-class SDNNHardware:
-    """One sigma-delta layer of a netx file (lava-dl's SDNN): ``kind`` is ``"delta"`` (the
-    input neuron), ``"sigma_delta"`` (ReLU) or ``"sigma"`` (the read-out); netx's default
-    exponents ``spike_exp = state_exp = 6``."""
-
-    v_th_mant: int
-    kind: str
-    spike_exp: int = 6
-    state_exp: int = 6
-
-
-class SDNNState:
-    """Lava's fixed-point ``Delta`` / ``SigmaDelta`` / ``Sigma`` models (``lava.proc.sdn``),
-    as netx builds them: threshold and bias scaled by ``2**(spike_exp + state_exp)``,
-    ``sigma += a_in``, ``act = relu(sigma + bias)`` (Delta: ``act = a_in << 12``),
-    ``delta = act - act' + residue``, sent where ``|delta| >= vth`` as ``delta >> state_exp``
-    (graded, signed), the rest kept as residue; Sigma sends ``sigma``."""
-
-    def __init__(self, shape: tuple[int, ...], hw: SDNNHardware,
-                 bias: torch.Tensor | None = None, device: torch.device | str = "cpu") -> None:
-        self.hw = hw
-        shift = hw.spike_exp + hw.state_exp
-        self.shift = shift
-        self.vth = int(hw.v_th_mant) << shift
-        self.bias = 0 if bias is None else bias.to(torch.int64) << shift
-        self.sigma = torch.zeros(shape, dtype=torch.int64, device=device)
-        self.act = torch.zeros_like(self.sigma)
-        self.residue = torch.zeros_like(self.sigma)
-
-    def step(self, a_in: torch.Tensor) -> torch.Tensor:
-        a = a_in.to(torch.int64)
-        if self.hw.kind == "sigma":
-            self.sigma = self.sigma + a
-            return self.sigma
-        if self.hw.kind == "delta":
-            act = a << self.shift
-        else:
-            self.sigma = self.sigma + a
-            act = torch.clamp(self.sigma + self.bias, min=0)
-        delta = act - self.act + self.residue
-        s = torch.where(delta.abs() >= self.vth, delta, torch.zeros_like(delta))
-        self.residue = delta - s
-        self.act = act
-        return s >> self.hw.state_exp

@@ -1,6 +1,6 @@
 """The CPU fast path of :mod:`psplava.loihi`'s per-step loops, as numba kernels.
 
-:func:`psplava.loihi.psp` and :func:`psplava.loihi.srm_run` step a layer's integer state
+:func:`psplava.neurons.srm.psp` and :func:`psplava.neurons.srm.srm_run` step a layer's integer state
 over T with one torch operation per element-wise op and step (the form that runs on any
 device).  On the CPU those ~10 passes over memory per step cost more than the layer's
 convolution; these kernels do the same integer operations in one pass, each feature's
@@ -49,7 +49,7 @@ def _psp(s, keep, state_bits, msg_shift, out):
 
 def psp(s: np.ndarray, dq: int, state_bits: int, msg_shift: int,
         dtype=np.int64) -> np.ndarray:
-    """PSP messages (T, F) of spikes ``s`` (T, F) (bool or 0/1): :func:`psplava.loihi.psp`."""
+    """PSP messages (T, F) of spikes ``s`` (T, F) (bool or 0/1): :func:`psplava.neurons.srm.psp`."""
     out = np.empty(s.shape, dtype=dtype)
     _psp(np.ascontiguousarray(s != 0), np.int64(4096 - int(dq)), np.int64(state_bits),
          np.int64(msg_shift), out)
@@ -103,7 +103,7 @@ _NO_RHO = np.empty((0, 0, 0), np.float64)
 def srm_run(z: np.ndarray, gain: np.ndarray | None, theta: int, g_ref: int, d: int,
             alpha: bool, surrogate: tuple[float, float, float] | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Spikes (bool) and refractory state (int64) of :func:`psplava.loihi.srm_run` for
+    """Spikes (bool) and refractory state (int64) of :func:`psplava.neurons.srm.srm_run` for
     membrane input ``z`` (T, N, F) and the dynamic threshold's ``gain`` (T, N) or None.
 
     ``surrogate = (unit, tau_rho, scale_rho)``: instead of the refractory state, the

@@ -15,9 +15,12 @@ Layout (netx's own; shapes are (C, H, W), Lava uses (W, H, C) = (x, y, f))::
                            type "flatten": shape
                            type "dense":   shape (F,), weight (out, in) int with inputs in
                                            netx's flatten order (C, H, W), [bias], neuron/
-    /layer/i/neuron        CUBA (stock netx): iDecay, vDecay, vThMant, refDelay, gradedSpike
-                           SRM (psplava extension, version 2): vThMant, tauS, tauR,
-                                  refractory ("exp" | "alpha"), psDecay, refDecay (12-bit)
+    /layer/i/neuron        one group per neuron type, its keys and checks in the type's
+                           module of psplava.neurons:
+                           CUBA (stock netx): iDecay, vDecay, vThMant, refDelay, gradedSpike
+                           SRM (psplava extension): vThMant, tauS, tauR, refractory
+                                  ("exp" | "alpha"); formats 2-4 also psDecay, refDecay
+                                  (12-bit), which format 5 derives from tauS and tauR
     /layer/i/dynamicThreshold/lambda   causal PSP-LN (Eq. 18), SRM layers only
     /layer/i/dynamicThreshold/{prior, priorSteps}   format 4: the running moment's prior
     /layer/i/quant/{scale, rel_rms_error, max_abs_error}
@@ -48,8 +51,9 @@ import numpy as np
 
 from psplava.errors import PsplavaError
 from psplava.loihi import DynamicThreshold
+from psplava.neurons import NeuronGroupError, NeuronModel, neuron_model
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: files with a dynamic threshold's prior need a reader of this version
 PRIOR_SINCE_VERSION = 4
 #: files with skip inputs (residual networks) need a reader of this version
@@ -58,9 +62,6 @@ SKIP_SINCE_VERSION = 3
 DECAY_UNITY_FILE = 4096
 #: weight magnitudes Loihi's 8-bit mantissa (with sign) holds
 WEIGHT_LIMIT = 256
-#: format 1 (psplava before the Loihi-exact arithmetic) sent SRM PSPs at 2**8 units per
-#: spike; its SRM layers mean something else now and are refused (re-export the checkpoint)
-SRM_SINCE_VERSION = 2
 
 
 class NetFileError(PsplavaError):
@@ -84,6 +85,16 @@ class NetLayer:
     delay: np.ndarray | None = None        # lava-dl's axonal delays (dense), steps
     skips: list[dict[str, Any]] = field(default_factory=list)  # format 3: more inputs
 
+    @property
+    def model(self) -> NeuronModel:
+        """The registered model of this layer's neuron type (:mod:`psplava.neurons`)."""
+        return neuron_model(self.neuron.get("type"), f"layer/{self.index}/neuron")
+
+    @property
+    def hardware(self) -> Any:
+        """The layer's integer neuron parameters (its type's hardware dataclass)."""
+        return self.model.hardware(self.neuron)
+
 
 @dataclass
 class NetFile:
@@ -99,55 +110,20 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-# --------------------------------------------------------------------------- neuron registry
-NEURON_FIELDS: dict[str, tuple[str, ...]] = {
-    "CUBA": ("iDecay", "vDecay", "vThMant"),
-    "LOIHI": ("iDecay", "vDecay", "vThMant"),
-    "SDNN": ("vThMant",),
-    "SRM": ("vThMant", "tauS", "tauR", "refractory", "psDecay", "refDecay"),
-}
-
-
+# --------------------------------------------------------------------------- neuron groups
 def _read_neuron(where: str, grp) -> dict[str, Any]:
+    """A neuron group's raw values (``type`` first); :func:`_parse` checks them against the
+    type's fields (:mod:`psplava.neurons`) once it knows the file's format version."""
     if "type" not in grp:
         raise NetFileError(f"{where}/neuron: missing field 'type'")
-    ntype = _text(grp["type"][()])
-    if ntype not in NEURON_FIELDS:
-        raise NetFileError(f"{where}/neuron: unknown neuron type {ntype!r} (supported: "
-                           f"{sorted(NEURON_FIELDS)})")
-    out: dict[str, Any] = {"type": ntype}
+    out: dict[str, Any] = {"type": _text(grp["type"][()])}
+    neuron_model(out["type"], f"{where}/neuron")   # an unknown type is refused first
     for key in grp.keys():
         v = _read(f"{where}/neuron", grp, key)
-        out[key] = _text(v) if key in ("type", "refractory", "activation") else (
+        out[key] = _text(v) if isinstance(v, (bytes, np.bytes_)) or (
+            isinstance(v, np.ndarray) and v.dtype.kind in "SOU") else (
             v.item() if isinstance(v, np.ndarray) and v.size == 1 else v)
-    missing = [f for f in NEURON_FIELDS[ntype] if f not in out]
-    if missing:
-        raise NetFileError(f"{where}/neuron: {ntype} neuron misses field(s) {missing}")
-    _check_neuron(f"{where}/neuron", out)
     return out
-
-
-def _check_neuron(where: str, n: dict[str, Any]) -> None:
-    """Values, not only presence: what Lava would silently misuse or hang on."""
-    for key, value in n.items():
-        if key not in ("type", "refractory", "activation") and np.ndim(value) > 0:
-            raise NetFileError(f"{where}: field {key!r} must be a single number, got shape "
-                               f"{np.shape(value)}")
-    for key in ("iDecay", "vDecay", "psDecay", "refDecay"):
-        if key in n:
-            _finite_ints(where, key, n[key], 0, DECAY_UNITY_FILE)
-    if "vThMant" in n:
-        lo = 0 if n["type"] == "SDNN" else 1   # SDNN thresholds may be 0 (lava-dl writes 0)
-        _finite_ints(where, "vThMant", n["vThMant"], lo, (1 << 24) - 1)
-    for key in ("tauS", "tauR"):
-        if key in n:
-            v = np.asarray(n[key], dtype=np.float64)
-            if v.size != 1 or not np.isfinite(v) or float(v) <= 0:
-                raise NetFileError(f"{where}: field {key!r} must be a positive number, "
-                                   f"got {n[key]!r}")
-    if "refractory" in n and n["refractory"] not in ("exp", "alpha"):
-        raise NetFileError(f"{where}: field 'refractory' must be 'exp' or 'alpha', got "
-                           f"{n['refractory']!r}")
 
 
 # --------------------------------------------------------------------------- layer registry
@@ -297,8 +273,9 @@ def _read_common(where, grp, layer: NetLayer) -> None:
     if "bias" in grp:
         layer.bias = _finite_ints(where, "bias", _read(where, grp, "bias"))
     if "dynamicThreshold" in grp:
-        if layer.neuron["type"] != "SRM":
-            raise NetFileError(f"{where}: 'dynamicThreshold' needs an SRM neuron")
+        if not layer.model.dynamic_threshold:
+            raise NetFileError(f"{where}: 'dynamicThreshold' needs an SRM neuron (a "
+                               f"{layer.neuron['type']} neuron has none)")
         layer.dynamic_threshold = _read_dynamic(f"{where}/dynamicThreshold",
                                                 grp["dynamicThreshold"])
     if "skip" in grp:
@@ -380,6 +357,15 @@ def _parse(path: Path, f) -> tuple[list[NetLayer], dict[str, Any], int]:
             _finite_ints(where, "shape", _need(where, grp, "shape"), 1, 1 << 24)))
         layer = NetLayer(index=i, type=ltype, shape=shape)
         LAYER_READERS[ltype](where, grp, layer)
+        if layer.neuron and not layer.neuron.get("implicit"):
+            model = layer.model
+            if 0 < version < model.oldest_format:
+                raise NetFileError(f"{path}: format {version} {model.type_name} layers "
+                                   f"{model.older_format_note} (format {FORMAT_VERSION})")
+            try:
+                layer.neuron = layer.model.check(f"{where}/neuron", layer.neuron, version)
+            except NeuronGroupError as exc:
+                raise NetFileError(str(exc)) from None
         layers.append(layer)
     return layers, attrs, version
 
@@ -460,10 +446,6 @@ def _read_netfile(path: str | Path) -> NetFile:
             l.dynamic_threshold is not None and l.dynamic_threshold.prior_steps for l in layers):
         raise NetFileError(f"{path}: a dynamic threshold's 'prior' needs format "
                            f"{PRIOR_SINCE_VERSION}, the file says {version}")
-    if 0 < version < SRM_SINCE_VERSION and any(l.neuron.get("type") == "SRM" for l in layers):
-        raise NetFileError(f"{path}: format {version} SRM layers use the PSP units of an older "
-                           f"psplava (2**8 per spike); re-export the checkpoint with this "
-                           f"version (format {FORMAT_VERSION})")
     return NetFile(str(path), version, layers, attrs)
 
 
@@ -505,7 +487,7 @@ def _check_skip(path: Path, layers: list[NetLayer], layer: NetLayer, j: int,
     if not 0 <= src < layer.index or layers[src].type == "flatten":
         raise NetFileError(f"{where}: field 'source' {src} must name an earlier input, conv "
                            f"or dense layer")
-    if layer.neuron.get("type") != "SRM" or layer.type != "conv":
+    if not layer.model.skip_inputs or layer.type != "conv":
         raise NetFileError(f"{where}: skip inputs are supported on SRM conv layers")
     source = layers[src]
     if skip["mode"] == "membrane":
@@ -524,9 +506,10 @@ def _check_skip(path: Path, layers: list[NetLayer], layer: NetLayer, j: int,
         raise NetFileError(f"{where}: the conv of layer/{src} {source.shape} gives H, W = "
                            f"{out_hw}, the layer has {list(layer.shape[1:])}")
     consumer = layers[src + 1] if src + 1 < len(layers) else None
-    if consumer is not None and consumer.neuron.get("psDecay") != layer.neuron.get("psDecay"):
-        raise NetFileError(f"{where}: layer/{src} sends one PSP (psDecay of layer/{src + 1}); "
-                           f"this layer's psDecay {layer.neuron.get('psDecay')} differs")
+    if consumer is not None and consumer.hardware.ps_decay != layer.hardware.ps_decay:
+        raise NetFileError(f"{where}: layer/{src} sends one PSP (the PSP decay of "
+                           f"layer/{src + 1}); this layer's tauS {layer.hardware.tau_s:g} "
+                           "differs")
 
 
 def input_shape(net: NetFile) -> tuple[int, ...]:
@@ -548,7 +531,11 @@ def input_shape(net: NetFile) -> tuple[int, ...]:
 
 def format_needed(layers: list[NetLayer]) -> int:
     """The lowest format version that holds ``layers`` (readers of that version and later
-    read the file): 4 with a dynamic threshold's prior, else 3."""
+    read the file): 5 with SRM layers (each time constant stored once), 4 with a dynamic
+    threshold's prior, else 3."""
+    neurons = max((l.model.format_needed for l in layers if l.neuron), default=0)
+    if neurons > PRIOR_SINCE_VERSION:
+        return neurons
     if any(l.dynamic_threshold is not None and l.dynamic_threshold.prior_steps
            for l in layers):
         return PRIOR_SINCE_VERSION

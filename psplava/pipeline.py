@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from psplava import loihi
 from psplava.device import describe, resolve_device
+from psplava.neurons import network_latency
 from psplava.budget import check_fits
 from psplava.progress import progress as show_progress
 from psplava.errors import PsplavaError
@@ -103,8 +103,7 @@ def _engine_batch(net, x: np.ndarray, lava_net=None, progress=None,
 def file_latency(net) -> int:
     """Steps the file's output lags its input (SRM 0, CUBA one per layer)."""
     layers = [layer for layer in net.layers if layer.type in ("conv", "dense")]
-    types = {str(layer.neuron.get("type")) for layer in layers}
-    return loihi.latency("SRM" if types == {"SRM"} else "CUBA", len(layers))
+    return network_latency({layer.model.type_name for layer in layers}, len(layers))
 
 
 def batch_bytes(net, n: int, steps: int) -> float:

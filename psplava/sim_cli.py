@@ -65,7 +65,7 @@ def _check_spikes(path: str, x: np.ndarray, net) -> None:
     first = net.layers[0]
     if first.type == "input" and first.neuron:
         return  # graded a_in of the input neuron
-    srm = any(layer.neuron.get("type") == "SRM" for layer in net.layers)
+    srm = any(not layer.model.stock_netx for layer in net.layers if layer.neuron)
     top = 1 if srm else MAX_COUNT
     if x.size and (x.min() < 0 or x.max() > top):
         what = "spike input must hold 0 and 1 only (SRM files)" if srm else \

@@ -9,11 +9,13 @@ model rebuilt from the file, with no dependency on the training code:
 
 - synapses (conv / dense) buffer one step in Lava.  An SRM neuron sends the PSP it will have
   at the next step, which cancels that delay; CUBA layers add one step each
-  (:func:`psplava.loihi.latency`).  Lava's conv wraps its output to 24 bits, dense does not.
-- CUBA: Lava's ``PyLifModelBitAcc`` (:class:`psplava.loihi.CubaState`), stepped
-  time-major (all layers per step, as Lava does) so each step's tensors stay in cache.
-- SRM: integer alpha PSP, refractory and threshold, causal PSP-LN's dynamic threshold from
-  the exact integer second moment of the layer's input PSP (:class:`psplava.loihi.SRMState`).
+  (:func:`psplava.neurons.network_latency`).  Lava's conv wraps its output to 24 bits,
+  dense does not.
+- stock netx neurons (CUBA: Lava's ``PyLifModelBitAcc``; SDNN), each stepped by its type's
+  state (:mod:`psplava.neurons`), time-major (all layers per step, as Lava does) so each
+  step's tensors stay in cache.
+- SRM: integer alpha PSP, refractory and threshold (:mod:`psplava.neurons.srm`), causal
+  PSP-LN's dynamic threshold from the exact integer second moment of the layer's input PSP.
 
 Tensors are (T, N, H, W, C) inside; Lava's (x, y, f) order is converted at the boundary
 (:func:`lava_to_internal`, :func:`internal_to_lava`).
@@ -26,6 +28,7 @@ import torch
 
 from psplava import loihi
 from psplava.netfile import NetFile, NetFileError, NetLayer, input_shape
+from psplava.neurons import srm
 
 
 def lava_to_internal(x: np.ndarray) -> np.ndarray:
@@ -57,31 +60,16 @@ def _out_shape(layer: NetLayer) -> tuple[int, ...]:
     return (int(np.prod(layer.shape)),)
 
 
-def srm_hardware(neuron: dict) -> loihi.SRMHardware:
-    """The integer SRM parameters of a file's neuron group."""
-    return loihi.SRMHardware(v_th_mant=int(neuron["vThMant"]), ref_decay=int(neuron["refDecay"]),
-                             refractory=loihi.Refractory(str(neuron["refractory"])),
-                             tau_r=float(neuron["tauR"]))
-
-
-def cuba_hardware(neuron: dict) -> loihi.CubaHardware:
-    return loihi.CubaHardware(i_decay=int(neuron["iDecay"]), v_decay=int(neuron["vDecay"]),
-                              v_th_mant=int(neuron["vThMant"]))
-
-
 def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False,
                  device: torch.device | str = "cpu", max_message: float = 1.0):
     """The neuron state of a stock netx layer (CUBA/LOIHI or SDNN) for ``shape``, whose
     input messages are at most ``max_message`` (1: spikes; more: event counts)."""
-    n = layer.neuron
     bias = None if layer.bias is None or is_input else \
         torch.from_numpy(np.asarray(layer.bias, np.int64)).to(device)
-    if n["type"] == "SDNN":
-        kind = "delta" if is_input else "sigma" if "sigma_output" in n else "sigma_delta"
-        return loihi.SDNNState(shape, loihi.SDNNHardware(int(n["vThMant"]), kind),
-                               None if kind == "sigma" else bias, device=device)
-    return loihi.CubaState(shape, cuba_hardware(n), bias, device=device,
-                           max_abs_input=None if is_input else _max_input(layer) * max_message)
+    model = layer.model
+    hw = model.input_hardware(layer.neuron) if is_input else layer.hardware
+    return model.state(shape, hw, bias, device=device,
+                       max_abs_input=None if is_input else _max_input(layer) * max_message)
 
 
 def _synapse(layer: NetLayer, msg: torch.Tensor, weight: np.ndarray | None = None
@@ -119,24 +107,23 @@ def run_fixed(net: NetFile, x: np.ndarray, device: torch.device | str = "cpu"
     if tuple(x.shape[2:]) != expected:
         raise NetFileError(f"{net.path}: input has shape {tuple(x.shape[2:])} per step, the "
                            f"network expects {expected} ((H, W, C) or (F,))")
-    if any(layer.delay is not None for layer in layers) and \
-            set(str(layer.neuron.get("type")) for layer in layers) == {"SRM"}:
-        raise NetFileError(f"{net.path}: axonal delays in SRM networks are not supported")
     in_neuron = net.layers[0] if net.layers[0].type == "input" and net.layers[0].neuron \
         else None
-    types = {str(layer.neuron.get("type")) for layer in layers}
-    if in_neuron is not None:
-        types.add(str(in_neuron.neuron.get("type")))
-    if "SRM" in types and types != {"SRM"}:
-        raise NetFileError(f"{net.path}: the reference engine runs all-SRM networks or "
-                           f"stock netx ones (CUBA, LOIHI, SDNN), found {sorted(types)}")
-    if types != {"SRM"}:
+    models = [layer.model for layer in layers + ([in_neuron] if in_neuron else [])]
+    if all(m.stock_netx for m in models):
         return _run_stock(layers, torch.from_numpy(np.array(x)).to(device), in_neuron)
-    return _run_srm(layers, torch.from_numpy(np.asarray(x) != 0).to(device))
+    if any(m.stock_netx for m in models):
+        raise NetFileError(f"{net.path}: the reference engine runs networks of psplava's "
+                           f"neurons (PSP messages) or stock netx ones, not both: found "
+                           f"{sorted({m.type_name for m in models})}")
+    if any(layer.delay is not None for layer in layers):
+        raise NetFileError(f"{net.path}: axonal delays in SRM networks are not supported")
+    return _run_psp(layers, torch.from_numpy(np.asarray(x) != 0).to(device))
 
 
-def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
-    """All-SRM networks, layer by layer over all steps.  A layer's ``skip`` inputs (format
+def _run_psp(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
+    """Networks of psplava's neurons (SRM and its kind: they send alpha PSPs), layer by
+    layer over all steps, each layer's neurons stepped by its type's ``run``.  A layer's ``skip`` inputs (format
     3, residual networks) add a conv of an earlier layer's PSP, or that layer's synaptic
     input as is (kept only until its last use)."""
     spikes: dict[int, torch.Tensor] = {0: x}      # file index -> spikes (T, N, ...)
@@ -150,8 +137,8 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
     outs = []
     for layer in layers:
         shape = _out_shape(layer)
-        dq = int(layer.neuron["psDecay"])
-        y = loihi.psp(spikes[prev], dq)
+        hw = layer.hardware
+        y = srm.psp(spikes[prev], hw.ps_decay)
         if prev in last_use:   # a later conv skip reads the same PSP (one psDecay: the reader)
             psps[prev] = y
         z = _synapse(layer, y)
@@ -169,8 +156,8 @@ def _run_srm(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
         gain = None
         if layer.dynamic_threshold is not None:
             dyn = layer.dynamic_threshold
-            gain = dyn.gain(dyn.causal_m2(y, float(layer.neuron["tauS"])))
-        s, _ = loihi.srm_run(z, srm_hardware(layer.neuron), gain)
+            gain = dyn.gain(dyn.causal_m2(y, hw.tau_s))
+        s = layer.model.run(z, hw, gain)
         s = s.reshape(s.shape[0], s.shape[1], *shape)
         spikes[layer.index] = s
         for store in (spikes, psps, zs):   # drop what no later layer reads
@@ -226,7 +213,7 @@ def _run_stock(layers: list[NetLayer], x: torch.Tensor,
     all_layers = ([in_neuron] if first is not None else []) + layers
     for layer in all_layers:
         shape = tuple(x.shape[2:]) if layer is in_neuron else _out_shape(layer)
-        graded = layer.neuron["type"] == "SDNN"
+        graded = layer.model.graded_messages
         outs.append(torch.empty((T, N, *shape), dtype=torch.int64 if graded else torch.bool,
                                 device=x.device))
     groups = []

@@ -71,13 +71,6 @@ def _torch_conv() -> None:
     conv_models.utils.conv = _exact_torch_conv
 
 
-#: neuron types that run through lava-dl's netx as they are.  SDNN files read fine but
-
-
-#: neuron types that run through lava-dl's netx as they are (SDNN: sigma-delta neurons with
-#: graded messages, netx's default ``spike_exp`` 6)
-STOCK_NETX_NEURONS = {"CUBA", "LOIHI", "SDNN"}
-
 #: bytes of input and recorded output one chunk of streamed samples may hold
 CHUNK_BYTES = 256 << 20
 
@@ -144,15 +137,15 @@ class LavaNetwork:
         self.chunk = chunk
         # checks everything netx would skip
         self.net_file = read_netfile(path) if net_file is None else net_file
-        types = {layer.neuron.get("type") for layer in self.net_file.layers if layer.neuron}
-        if types == {"SRM"}:
-            self.kind = "srm"
-        elif types <= STOCK_NETX_NEURONS:
+        models = [layer.model for layer in self.net_file.layers if layer.neuron]
+        if models and not any(m.stock_netx for m in models):
+            self.kind = "srm"      # psplava's neurons: psplava's process library
+        elif all(m.stock_netx for m in models):
             self.kind = "netx"
         else:
-            raise NetFileError(f"{path}: the Lava engine runs stock netx networks "
-                               f"({sorted(STOCK_NETX_NEURONS)}) or all-SRM networks, found "
-                               f"{sorted(map(str, types))}")
+            raise NetFileError(f"{path}: the Lava engine runs stock netx networks or networks "
+                               f"of psplava's neurons (SRM), not both: found "
+                               f"{sorted({m.type_name for m in models})}")
         self.input_shape = input_shape(self.net_file)
         self.streams = not any(layer.delay is not None for layer in self.net_file.layers)
         self._built = None  # (input memmap, output memmaps, root process, chunk)
@@ -292,8 +285,7 @@ class LavaNetwork:
             src_port, outs = _build_srm(self.net_file, window)
         else:
             src_port, outs = _build_netx(self.path, window)
-        graded = [self.kind == "netx" and layer.neuron.get("type") == "SDNN"
-                  for layer in self.net_file.layers if layer.neuron]
+        graded = [layer.model.graded_messages for layer in self.net_file.layers if layer.neuron]
         if self.record == "last":
             outs, graded = outs[-1:], graded[-1:]
         self._graded = graded
@@ -347,12 +339,11 @@ def _build_srm(net_file, window: int | None):
     with contextlib.redirect_stdout(sys.stderr):
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense
-    from psplava.sim.fixed import srm_hardware
     from psplava.sim.procs.process import PSPInput, PSPMoment, SRMLayer
 
     c, h, w = net_file.layers[0].shape
     layers = [l for l in net_file.layers if l.type in ("conv", "dense")]
-    inp = PSPInput(shape=(w, h, c), ps_decay=int(layers[0].neuron["psDecay"]), window=window)
+    inp = PSPInput(shape=(w, h, c), ps_decay=layers[0].hardware.ps_decay, window=window)
     prev_out, prev_shape = inp.s_out, (w, h, c)
     outs = []
     made: dict[int, tuple] = {0: (inp, (w, h, c))}   # file index -> (process, Lava shape)
@@ -371,14 +362,15 @@ def _build_srm(net_file, window: int | None):
             src_port = prev_out.transpose([2, 1, 0]).flatten() if len(prev_shape) == 3 \
                 else prev_out
         src_port.connect(syn.s_in)
-        nxt = layers[i + 1].neuron["psDecay"] if i + 1 < len(layers) else None
+        nxt = layers[i + 1].hardware.ps_decay if i + 1 < len(layers) else None
         dyn = layer.dynamic_threshold
         bias = None
         if layer.bias is not None:
             bias = np.asarray(layer.bias).reshape(-1)
             if layer.type == "conv":  # per output channel, broadcast over (x, y)
                 bias = np.broadcast_to(bias, shape).copy()
-        neuron = SRMLayer(shape=shape, hardware=srm_hardware(layer.neuron), bias=bias,
+        neuron = SRMLayer(shape=shape, hardware=layer.hardware,
+                          neuron_type=layer.model.type_name, bias=bias,
                           dynamic=dyn, out_ps_decay=None if nxt is None else int(nxt),
                           window=window)
         syn.a_out.connect(neuron.a_in)
@@ -394,7 +386,7 @@ def _build_srm(net_file, window: int | None):
                 sk.a_out.connect(neuron.a_in)
         made[layer.index] = (neuron, shape)
         if dyn is not None:
-            mom = PSPMoment(shape=prev_shape, tau_s=float(layer.neuron["tauS"]), dynamic=dyn,
+            mom = PSPMoment(shape=prev_shape, tau_s=layer.hardware.tau_s, dynamic=dyn,
                             window=window)
             prev_out.connect(mom.a_in)
             mom.m2_out.connect(neuron.m2_in)

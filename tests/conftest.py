@@ -19,6 +19,20 @@ import pytest
 from psplava.data import SHARED_DATA
 
 NMNIST_SMALL = SHARED_DATA / "nmnist_small"
+
+
+def as_older_format(f, version: int) -> None:
+    """Rewrite an open ``.net`` file (h5py, writable) as an older format held it: that
+    version, and the SRM decays stored beside the time constants (formats 2-4;
+    docs/netfile.md)."""
+    import math
+
+    f.attrs["psplava_format"] = version
+    for g in f["layer"].values():
+        if "neuron" in g and "tauS" in g["neuron"]:
+            for key, tau in (("psDecay", "tauS"), ("refDecay", "tauR")):
+                g.create_dataset(f"neuron/{key}", data=int(round(
+                    4096 * (1 - math.exp(-1 / float(g[f"neuron/{tau}"][()]))))))
 FMNIST_DIR = SHARED_DATA / "fashion_mnist"
 
 

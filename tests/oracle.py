@@ -49,6 +49,12 @@ def read(path):
             if "neuron" in g:
                 L["neuron"] = {k: (_txt(g["neuron"][k]) if k in ("type", "refractory")
                                    else g["neuron"][k][()].item()) for k in g["neuron"]}
+                n = L["neuron"]
+                # format 5 stores the time constants alone: 12-bit decays
+                # round(4096 (1 - exp(-1/tau))) (docs/netfile.md, "SRM")
+                for key, tau in (("psDecay", "tauS"), ("refDecay", "tauR")):
+                    if tau in n and key not in n:
+                        n[key] = int(round(4096 * (1 - math.exp(-1 / float(n[tau])))))
             if "dynamicThreshold" in g:
                 d = g["dynamicThreshold"]
                 L["lambda"] = float(d["lambda"][()])

@@ -8,12 +8,14 @@ Lava and the model's own loihi forward; dropping the prior from the file changes
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
+from conftest import as_older_format
 from oracle import run as oracle_run
 from test_loihi_exact import _chw, _internal
 from psplava import loihi
@@ -24,6 +26,8 @@ from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.convert import add_psp_norm
 from psplava.train.model import SNN
 from psplava.train.trainer import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCH = "16x16x2-n4c3s2-n6c3s2-n10"
 T = 40
@@ -63,11 +67,11 @@ def _x(seed=3) -> np.ndarray:
     return (rng.random((T, 2, 16, 16)) < 0.15).astype(np.int64)
 
 
-def test_prior_is_written_as_format_4_and_read_back(tmp_path):
+def test_prior_is_written_and_read_back(tmp_path):
     model = _model()
     f = read_netfile(_export(tmp_path, model))
     dyn = [l.dynamic_threshold for l in f.layers if l.dynamic_threshold is not None]
-    assert f.version == 4 and len(dyn) == 3
+    assert f.version == 5 and len(dyn) == 3   # SRM layers: format 5 (a prior needs 4)
     priors = [float(layer.pre.prior_m2) for layer in model.layers]
     assert all(d.prior_steps == 6.0 and d.lam == 0.1 for d in dyn)
     assert [d.prior for d in dyn] == pytest.approx(priors)
@@ -111,7 +115,7 @@ def test_lava_equals_reference_with_a_prior(tmp_path):
 def test_reader_refuses_a_prior_in_a_format_3_file_or_half_a_prior(tmp_path):
     path = _export(tmp_path, _model())
     with h5py.File(path, "r+") as h:
-        h.attrs["psplava_format"] = 3
+        as_older_format(h, 3)
     with pytest.raises(NetFileError, match="needs format 4"):
         read_netfile(path)
     path = _export(tmp_path, _model())
@@ -126,12 +130,18 @@ def test_reader_refuses_a_prior_in_a_format_3_file_or_half_a_prior(tmp_path):
         read_netfile(path)
 
 
-def test_a_file_without_a_prior_stays_format_3(tmp_path):
+def test_the_writer_writes_the_lowest_format(tmp_path):
+    """SRM layers need format 5 (time constants stored once) with or without a prior, and a
+    file rewritten from what the reader returned stays so; a CUBA file without a prior
+    stays format 3, which older readers read."""
     model = _model(prior_steps=0.0)
     f = read_netfile(_export(tmp_path, model))
-    assert f.version == 3
+    assert f.version == 5
     write_netfile(tmp_path / "again.net", f.layers, {})
-    assert read_netfile(tmp_path / "again.net").version == 3
+    assert read_netfile(tmp_path / "again.net").version == 5
+    cuba = read_netfile(ROOT / "results" / "deployed" / "cuba_psp_bn" / "model.net")
+    write_netfile(tmp_path / "cuba.net", cuba.layers, {})
+    assert read_netfile(tmp_path / "cuba.net").version == 3
 
 
 @pytest.mark.parametrize("norm", ["psp_bn", "psp_ln", "causal_psp_ln"])

@@ -83,7 +83,7 @@ def test_srm_causal_export_and_cli(tmp_path, capsys):
     assert f.layers[1].neuron["type"] == "SRM" and \
         f.layers[1].dynamic_threshold == loihi.DynamicThreshold(0.1)
     assert main(["inspect", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == 3
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == 5
 
 
 def test_format_1_srm_files_are_refused(tmp_path):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from psplava import loihi
+from psplava.neurons import srm
 from psplava.train import loihi_ops
 
 
@@ -30,7 +31,7 @@ def both(monkeypatch):
 def test_psp_kernel_equals_the_torch_loop(both, dq):
     s = torch.rand(60, 3, 7, 5, generator=torch.Generator().manual_seed(dq)) < 0.3
     for dtype in (torch.int64, torch.float64, torch.float32):
-        fast, slow = both(lambda: loihi.psp(s, dq, dtype))
+        fast, slow = both(lambda: srm.psp(s, dq, dtype))
         assert fast.dtype == slow.dtype == dtype
         assert torch.equal(fast, slow)
     assert int(fast.max()) > 100
@@ -38,22 +39,23 @@ def test_psp_kernel_equals_the_torch_loop(both, dq):
 
 @pytest.mark.parametrize("tau_s", [2.0, 10.0, 50.0, 300.0])
 def test_psp_message_bound_holds_for_saturated_input(tau_s):
-    dq = loihi.decay_of_tau(tau_s)
+    dq = srm.decay_int(tau_s)
     s = torch.ones(int(20 * tau_s) + 50, 1, dtype=torch.bool)
-    top = int(loihi.psp(s, dq).max())
-    bound = loihi.psp_message_bound(dq)
+    top = int(srm.psp(s, dq).max())
+    bound = srm.psp_message_bound(dq)
     assert top <= bound <= top * 1.01 + 3  # an upper bound, and a tight one
 
 
-@pytest.mark.parametrize("refractory", list(loihi.Refractory))
+@pytest.mark.parametrize("refractory", list(srm.Refractory))
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_srm_kernel_equals_the_torch_loop(both, refractory, dynamic):
     g = torch.Generator().manual_seed(1)
-    hw = loihi.SRMHardware(v_th_mant=160, ref_decay=409, refractory=refractory, tau_r=10.0)
+    hw = srm.SRMHardware(v_th_mant=160, tau_s=10.0, tau_r=10.0, refractory=refractory,
+                           ps_decay=srm.decay_int(10.0), ref_decay=409)
     z = torch.round(torch.randn(80, 4, 6, 6, 3, generator=g, dtype=torch.float64) * 2500
                     + 1800)
     gain = (torch.rand(80, 4, generator=g, dtype=torch.float64) + 0.6) if dynamic else None
-    (s1, r1), (s2, r2) = both(lambda: loihi.srm_run(z, hw, gain))
+    (s1, r1), (s2, r2) = both(lambda: srm.srm_run(z, hw, gain))
     assert torch.equal(s1, s2) and torch.equal(r1, r2)
     assert 0.02 < s1.double().mean() < 0.5 and int(r1.min()) < 0
     # the fused surrogate of loihi-arithmetic training: the same spikes, the same gradient
@@ -122,9 +124,9 @@ def test_integer_primitives_at_their_edges():
     v = torch.tensor([-7, 7, 9, -1], dtype=torch.int64)
     for x in (v, v.double()):   # 7 * 2048 / 4096 = 3.5 -> 3, toward zero
         assert loihi.dec_trunc(x, 2048).tolist() == [-3, 3, 4, 0]
-    hw = loihi.SRMHardware(v_th_mant=10, ref_decay=1024, refractory=loihi.Refractory.EXP,
-                           tau_r=1.0)
-    st = loihi.SRMState((3,), hw)
+    hw = srm.SRMHardware(v_th_mant=10, tau_s=1.0, tau_r=1.0, refractory=srm.Refractory.EXP,
+                         ps_decay=1024, ref_decay=1024)
+    st = srm.SRMState((3,), hw)
     theta = hw.theta_int
     s = st.step(torch.tensor([theta, theta - 1, theta + 1], dtype=torch.int64))
     assert s.tolist() == [True, False, True] or s.tolist() == [1, 0, 1]

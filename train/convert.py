@@ -49,6 +49,7 @@ from typing import Any, Callable
 import torch
 
 from psplava.errors import ConfigError
+from psplava.neurons import srm
 from psplava.train.model import NeuronKind, SNN
 from psplava.train.norm import NormKind, sample_m2_mean
 
@@ -111,14 +112,14 @@ def add_psp_norm(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | N
 
 def cuba_weight_gain(tau_s: float, theta_srm: float, theta_cuba: float) -> float:
     """``W_cuba / W_srm`` that makes CUBA's voltage equal SRM's membrane input (see above)."""
-    q = math.exp(-1.0 / tau_s)
+    q = srm.decay_per_step(tau_s)
     return (theta_cuba / theta_srm) * (math.e / tau_s) * q
 
 
 def matching_decay(tau_s: float) -> float:
     """CUBA's current and voltage decay (lava-dl's units: fraction lost per step) whose
     double filter is the alpha kernel of time constant ``tau_s``."""
-    return 1.0 - math.exp(-1.0 / tau_s)
+    return 1.0 - srm.decay_per_step(tau_s)
 
 
 def _spike_m2(s: torch.Tensor, dense: bool) -> torch.Tensor:

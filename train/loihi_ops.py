@@ -20,6 +20,7 @@ import math
 import torch
 
 from psplava import loihi
+from psplava.neurons import cuba, srm
 from psplava.train.neuron import alpha_filter
 
 
@@ -48,7 +49,7 @@ class _IntegerPSP(torch.autograd.Function):
     @staticmethod
     def forward(ctx, s: torch.Tensor, dq: int, q: float) -> torch.Tensor:
         ctx.q = q
-        return loihi.psp(s.detach() != 0, dq, psp_dtype(dq))
+        return srm.psp(s.detach() != 0, dq, psp_dtype(dq))
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -58,18 +59,18 @@ class _IntegerPSP(torch.autograd.Function):
 def psp_dtype(dq: int) -> torch.dtype:
     """float32 when it holds every PSP message exactly (``psp_message_bound`` < 2**24: any
     tau_s below ~1,000 steps), else float64."""
-    return torch.float32 if loihi.psp_message_bound(dq) < (1 << 24) else torch.float64
+    return torch.float32 if srm.psp_message_bound(dq) < (1 << 24) else torch.float64
 
 
 def psp_range(tau_s: float) -> tuple[float, float]:
     """Bounds of the integer PSP messages of a layer with PSP time constant ``tau_s``."""
-    return 0.0, float(loihi.psp_message_bound(loihi.decay_of_tau(tau_s)))
+    return 0.0, float(srm.psp_message_bound(srm.decay_int(tau_s)))
 
 
 def integer_psp(s: torch.Tensor, tau_s: float) -> torch.Tensor:
     """Integer alpha PSP (integer-valued float32, or float64 for very long tau_s: see
     :func:`psp_dtype`) of spikes ``s`` (T, ...)."""
-    return _IntegerPSP.apply(s, loihi.decay_of_tau(tau_s), math.exp(-1.0 / tau_s))
+    return _IntegerPSP.apply(s, srm.decay_int(tau_s), srm.decay_per_step(tau_s))
 
 
 class _IntegerSynapse(torch.autograd.Function):
@@ -117,15 +118,15 @@ def _surrogate(u: torch.Tensor, tau_rho: float, scale_rho: float) -> torch.Tenso
 
 class _SRMSpike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, gain, hw: loihi.SRMHardware, unit: float, tau_rho: float,
+    def forward(ctx, z, gain, hw: srm.SRMHardware, unit: float, tau_rho: float,
                 scale_rho: float):
         zd = z.detach()
         gd = None if gain is None else gain.detach()
         if loihi.cpu_fast(zd) and zd.dim() >= 2:
             # the CPU kernel computes the surrogate in the same pass (psplava.loihi_kernels)
-            s, rho = loihi.srm_run_surrogate(zd, hw, gd, unit, tau_rho, scale_rho)
+            s, rho = srm.srm_run_surrogate(zd, hw, gd, unit, tau_rho, scale_rho)
         else:
-            s, r = loihi.srm_run(zd, hw, gd)
+            s, r = srm.srm_run(zd, hw, gd)
             gv = None if gd is None else gd.view(*gd.shape, *[1] * (z.dim() - 2))
             u = zd + r if gv is None else zd / gv + r
             rho = _surrogate((u - hw.theta_int) / unit, tau_rho, scale_rho)
@@ -147,7 +148,7 @@ class _SRMSpike(torch.autograd.Function):
         return g_z, g_gain, None, None, None, None
 
 
-def srm_spikes(z: torch.Tensor, gain: torch.Tensor | None, hw: loihi.SRMHardware,
+def srm_spikes(z: torch.Tensor, gain: torch.Tensor | None, hw: srm.SRMHardware,
                unit: float, tau_rho: float, scale_rho: float) -> torch.Tensor:
     """Spikes (float64 0/1) of integer SRM neurons for membrane input ``z`` (T, N, ...);
     ``unit = k * PSP_UNIT`` converts integer potentials to float units for the surrogate."""
@@ -156,9 +157,9 @@ def srm_spikes(z: torch.Tensor, gain: torch.Tensor | None, hw: loihi.SRMHardware
 
 class _CubaSpike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a_in, bias, hw: loihi.CubaHardware, unit: float, tau_rho: float,
+    def forward(ctx, a_in, bias, hw: cuba.CubaHardware, unit: float, tau_rho: float,
                 scale_rho: float):
-        s, v = loihi.cuba_run(a_in.detach(), hw, bias)
+        s, v = cuba.cuba_run(a_in.detach(), hw, bias)
         vth = int(hw.v_th_mant) << loihi.CUBA_SHIFT
         rho = _surrogate((v - vth).to(torch.float64) / unit, tau_rho, scale_rho)
         ctx.hw, ctx.unit = hw, unit
@@ -175,7 +176,7 @@ class _CubaSpike(torch.autograd.Function):
         return g_a * (2 ** loihi.CUBA_SHIFT / ctx.unit), None, None, None, None, None
 
 
-def cuba_spikes(a_in: torch.Tensor, bias: torch.Tensor | None, hw: loihi.CubaHardware,
+def cuba_spikes(a_in: torch.Tensor, bias: torch.Tensor | None, hw: cuba.CubaHardware,
                 unit: float, tau_rho: float, scale_rho: float) -> torch.Tensor:
     """Spikes (float64 0/1) of Lava's bit-accurate CUBA neurons for the synaptic input
     ``a_in`` (T, N, ...) as it arrives (already delayed); ``unit = 64 k``."""

@@ -40,6 +40,7 @@ from torch import nn
 
 from psplava import loihi
 from psplava.errors import ConfigError
+from psplava.neurons import network_latency
 from psplava.train.arch import LayerSpec, conv_output_size, parse_arch
 from psplava.train.neuron import CubaNeuron, CubaParams, SRMNeuron, SRMParams
 from psplava.train import loihi_ops
@@ -55,10 +56,6 @@ class FoldError(ConfigError):
 class NeuronKind(str, Enum):
     SRM = "srm"    # the paper's neuron (psplava.train.neuron.SRMNeuron)
     CUBA = "cuba"  # lava-dl's CUBA neuron (Loihi-native)
-
-    @property
-    def hardware_type(self) -> loihi.NeuronType:
-        return loihi.NeuronType.SRM if self is NeuronKind.SRM else loihi.NeuronType.CUBA
 
 
 class Arithmetic(str, Enum):
@@ -81,7 +78,7 @@ class LayerHardware:
     weight: torch.Tensor           # conv (out, in, kh, kw); dense (out, in), (H, W, C) inputs
     bias: torch.Tensor | None      # per output channel / feature (integer units)
     scale: float                   # k: integer units per float unit of the membrane input
-    neuron: "loihi.SRMHardware | loihi.CubaHardware"
+    neuron: Any                    # the neuron type's hardware dataclass (psplava.neurons)
     dynamic: "loihi.DynamicThreshold | None"  # causal PSP-LN's threshold (Eq. 18)
     weight_float: torch.Tensor     # folded float weight (alpha gain included) before rounding
     stride: int = 1
@@ -675,7 +672,7 @@ class SNN(nn.Module):
     def latency(self) -> int:
         """Steps the output lags the input in loihi arithmetic (and in the exported file);
         the loihi forward appends that many empty steps so that no output is cut off."""
-        return loihi.latency(NeuronKind(self.spec.neuron).hardware_type, len(self.layers))
+        return network_latency({l.neuron.type_name for l in self.layers}, len(self.layers))
 
     def layer_spikes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's spikes (each (T', N, ...)) for input x, in the model's arithmetic."""

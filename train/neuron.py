@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from psplava import loihi
+from psplava.neurons import cuba as cuba_hw
+from psplava.neurons import srm as srm_hw
 from psplava.lavadl import slayer
 from psplava.train import kernels, kernels_triton
 
@@ -24,8 +26,8 @@ slayer_base = slayer.neuron.base
 slayer_cuba = slayer.neuron.cuba
 
 
-#: refractory kernel shapes (defined with the integer arithmetic in :mod:`psplava.loihi`)
-RefractoryKind = loihi.Refractory
+#: refractory kernel shapes (defined with the integer arithmetic in :mod:`psplava.neurons.srm`)
+RefractoryKind = srm_hw.Refractory
 
 
 class SurrogateForm(str, Enum):
@@ -68,7 +70,7 @@ class SRMParams:
 
     @property
     def psp_decay(self) -> float:
-        return math.exp(-1.0 / self.tau_s)
+        return srm_hw.decay_per_step(self.tau_s)
 
     @property
     def psp_gain(self) -> float:
@@ -76,7 +78,7 @@ class SRMParams:
 
     @property
     def ref_decay(self) -> float:
-        return math.exp(-1.0 / self.tau_r)
+        return srm_hw.decay_per_step(self.tau_r)
 
     @property
     def ref_gain(self) -> float:
@@ -89,21 +91,10 @@ class SRMParams:
         d["refractory"], d["surrogate"] = self.refractory.value, self.surrogate.value
         return d
 
-    @property
-    def psp_decay_int(self) -> int:
-        """12-bit decay of the integer alpha PSP (``psDecay``)."""
-        return loihi.quantize_decay(self.psp_decay)
-
-    @property
-    def ref_decay_int(self) -> int:
-        """12-bit decay of the integer refractory state (``refDecay``)."""
-        return loihi.quantize_decay(self.ref_decay)
-
-    def hardware(self, scale: float) -> loihi.SRMHardware:
+    def hardware(self, scale: float) -> srm_hw.SRMHardware:
         """Integer neuron parameters for weight scale ``scale`` (lava-dl's device_params)."""
-        return loihi.SRMHardware(v_th_mant=loihi.quantize_threshold(self.theta, scale),
-                                 ref_decay=self.ref_decay_int, refractory=self.refractory,
-                                 tau_r=self.tau_r)
+        return srm_hw.SRMHardware.from_float(self.theta, self.tau_s, self.tau_r,
+                                             self.refractory, scale)
 
 
 def _flat(x: torch.Tensor) -> np.ndarray:
@@ -151,7 +142,7 @@ class _PSP(torch.autograd.Function):
 def psp(s: torch.Tensor, tau_s: float) -> torch.Tensor:
     """Alpha-kernel PSP along dim 0 (time) of ``s`` (exact; see :mod:`kernels`), on the
     tensor's device (numba on the CPU, Triton on a GPU)."""
-    return _PSP.apply(s, math.exp(-1.0 / tau_s), math.e / tau_s)
+    return _PSP.apply(s, srm_hw.decay_per_step(tau_s), math.e / tau_s)
 
 
 class _SRMSpike(torch.autograd.Function):
@@ -205,7 +196,13 @@ class SRMNeuron(slayer_base.Neuron):
         """(tau_rho, scale_rho) of the surrogate, in float units of the potential."""
         return self.params.surrogate.tau_scale(self.params.alpha, self.params.beta)
 
-    def hardware(self, scale: float) -> loihi.SRMHardware:
+    type_name = "SRM"
+
+    @property
+    def threshold(self) -> float:
+        return self.params.theta
+
+    def hardware(self, scale: float) -> srm_hw.SRMHardware:
         return self.params.hardware(scale)
 
     @property
@@ -264,10 +261,18 @@ class CubaNeuron(torch.nn.Module):
         return (float(self.neuron.tau_rho) * slayer_cuba.TAU_RHO_MULT,
                 float(self.neuron.scale_rho) * slayer_cuba.SCALE_RHO_MULT)
 
-    def hardware(self, scale: float) -> loihi.CubaHardware:
+    type_name = "CUBA"
+
+    @property
+    def threshold(self) -> float:
+        return self.params.threshold
+
+    def hardware(self, scale: float) -> cuba_hw.CubaHardware:
         """Integer parameters for weight scale ``scale``: lava-dl's own 12-bit decays, the
         threshold scaled like the weights (lava-dl's device_params assume scale 64)."""
         p = self.neuron.device_params
-        return loihi.CubaHardware(i_decay=int(p["iDecay"]), v_decay=int(p["vDecay"]),
-                                  v_th_mant=loihi.quantize_threshold(self.params.threshold,
-                                                                     scale))
+        return cuba_hw.CubaHardware(i_decay=int(p["iDecay"]), v_decay=int(p["vDecay"]),
+                                    v_th_mant=loihi.quantize_threshold(self.params.threshold,
+                                                                       scale),
+                                    ref_delay=int(p.get("refDelay", 1)),
+                                    graded_spike=bool(p.get("gradedSpike", False)))

@@ -22,6 +22,7 @@ from lava.proc.sdn.models import PyDeltaModelFixed, PySigmaDeltaModelFixed, PySi
 from lava.proc.sdn.process import Delta, Sigma, SigmaDelta
 
 from psplava import loihi
+from psplava.neurons import neuron_model, srm
 from psplava.sim.procs.process import FileSink, FileSource, PSPInput, PSPMoment, SRMLayer
 
 
@@ -145,8 +146,8 @@ class PyPSPInputFixed(_Windowed, PyLoihiProcessModel):
         s = _t(self.a_in.recv()) != 0   # straight from the source: no synapse buffer
         if self.window_start():
             self.x, self.y = torch.zeros_like(self.x), torch.zeros_like(self.y)
-        self.x, self.y = loihi.psp_step(self.x, self.y, s, self.dq)
-        self.s_out.send(loihi.psp_message(self.y).numpy().astype(np.int32))
+        self.x, self.y = srm.psp_step(self.x, self.y, s, self.dq)
+        self.s_out.send(srm.psp_message(self.y).numpy().astype(np.int32))
 
 
 @implements(proc=SRMLayer, protocol=LoihiProtocol)
@@ -166,7 +167,8 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
         self.window = proc_params["window"]
         self.dynamic = proc_params["dynamic"]
         self.hw = proc_params["hardware"]
-        self.state = loihi.SRMState(shape, self.hw)
+        self.model = neuron_model(proc_params["neuron_type"])
+        self.state = self.model.state(shape, self.hw)
         bias = proc_params["bias"]
         self.bias = 0 if bias is None else _t(bias) * loihi.PSP_UNIT
         self.dq = proc_params["out_ps_decay"]
@@ -177,7 +179,7 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
         z = _t(self.a_in.recv())
         if self.window_start():  # the synapse's input of the previous sample: dropped
             z = torch.zeros_like(z)
-            self.state = loihi.SRMState(self.shape, self.hw)
+            self.state = self.model.state(self.shape, self.hw)
             self.px, self.py = torch.zeros_like(self.px), torch.zeros_like(self.py)
         self.z_out.send(z.numpy().astype(np.int32))   # read by membrane skips, same step
         z = z + self.bias
@@ -186,8 +188,8 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
             gain = self.dynamic.gain(torch.from_numpy(self.m2_in.recv()[:1]))[0]
         s = self.state.step(z, gain)
         if self.dq is not None:
-            self.px, self.py = loihi.psp_step(self.px, self.py, s, self.dq)
-        self.s_out.send(loihi.psp_message(self.py).numpy().astype(np.int32))
+            self.px, self.py = srm.psp_step(self.px, self.py, s, self.dq)
+        self.s_out.send(srm.psp_message(self.py).numpy().astype(np.int32))
         self.spk_out.send(s.numpy().astype(np.int32))
 
 

@@ -31,14 +31,16 @@ class SRMLayer(AbstractProcess):
     residual network's ``membrane`` skip adds to a later layer's ``a_in`` in the same step.
     """
 
-    def __init__(self, *, shape: tuple[int, ...], hardware, bias=None,
-                 dynamic=None, out_ps_decay: int | None = None,
+    def __init__(self, *, shape: tuple[int, ...], hardware, neuron_type: str = "SRM",
+                 bias=None, dynamic=None, out_ps_decay: int | None = None,
                  window: int | None = None, **kwargs: Any) -> None:
-        """``hardware``: :class:`psplava.loihi.SRMHardware`; ``dynamic``: the layer's
+        """``hardware``: :class:`psplava.neurons.srm.SRMHardware` (or the hardware of
+        another registered neuron type that sends PSPs, named by ``neuron_type``, whose
+        state steps the neurons); ``dynamic``: the layer's
         :class:`psplava.loihi.DynamicThreshold` or None; ``out_ps_decay``: the 12-bit
         decay of the PSP this layer sends (the *next* layer's ``psDecay``; None for the
         output layer); ``window``: see :mod:`psplava.sim.procs`."""
-        super().__init__(shape=shape, hardware=hardware, bias=bias,
+        super().__init__(shape=shape, hardware=hardware, neuron_type=neuron_type, bias=bias,
                          dynamic=dynamic, out_ps_decay=out_ps_decay, window=window, **kwargs)
         self.a_in = InPort(shape=shape)
         self.m2_in = InPort(shape=(1,))
