@@ -24,8 +24,8 @@ PYEOF
 }
 run "exporter halves SRM weights" export/exporter.py \
   'weight, wf = _int(hw.weight), hw.weight_float.numpy()' \
-  'weight, wf = _int(hw.weight / (2 if isinstance(hw.neuron, loihi.SRMHardware) else 1)), hw.weight_float.numpy()'
-run "refractory amplitude -theta instead of -2 theta" psplava/loihi.py \
+  'weight, wf = _int(hw.weight / (2 if type(hw.neuron).__name__ == "SRMHardware" else 1)), hw.weight_float.numpy()'
+run "refractory amplitude -theta instead of -2 theta" psplava/neurons/srm.py \
   'return -2 * self.theta_int' 'return -1 * self.theta_int'
 run "truncating instead of rounding a decay" psplava/loihi.py \
   'return torch.sign(p) * ((p.abs() + (DECAY_UNITY >> 1)) >> DECAY_SHIFT)' \
@@ -88,10 +88,10 @@ run "no 24-bit wrap of the conv output" psplava/loihi.py \
 run "CUBA decay rounds instead of truncating" psplava/loihi.py \
   '        return torch.trunc(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' \
   '        return torch.round(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' tests/test_loihi_kernels.py
-run "SRM spike strictly above threshold (torch step)" psplava/loihi.py \
+run "SRM spike strictly above threshold (torch step)" psplava/neurons/srm.py \
   '            s = z.to(torch.int64) + r >= self.theta' \
   '            s = z.to(torch.int64) + r > self.theta' tests/test_loihi_kernels.py
-run "PSP message without the +128 rounding" psplava/loihi.py \
+run "PSP message without the +128 rounding" psplava/neurons/srm.py \
   '    return (y + (1 << (PSP_MSG_SHIFT - 1))) >> PSP_MSG_SHIFT' '    return y >> PSP_MSG_SHIFT' \
   tests/test_loihi_exact.py
 run "dense weights in (H, W, C) instead of netx's (C, H, W) order" export/exporter.py \
@@ -104,12 +104,12 @@ run "main-path PSP-BN scale not folded" train/model.py \
   '                w = w * (s.view(1, -1, 1, 1) if conv else s.view(1, -1))' '                pass' \
   tests/test_export_fold.py
 run "Lava SRM layer keeps its state across samples" sim/procs/models.py \
-  '            self.state = loihi.SRMState(self.shape, self.hw)' '            pass' tests/test_causal_prior.py
+  '            self.state = self.model.state(self.shape, self.hw)' '            pass' tests/test_causal_prior.py
 run "PSP-LN backward without the projection term" train/norm.py \
   '        grad = r * (g - a_hat * (g * a_hat).mean(dim=ctx.dims, keepdim=True))' \
   '        grad = r * g' tests/test_train_neuron.py
 # NIR import (issue 20): guarded by tests/test_nir_import.py
-run "IF/CUBA reset by subtraction instead of to zero (engines)" psplava/loihi.py \
+run "IF/CUBA reset by subtraction instead of to zero (engines)" psplava/neurons/cuba.py \
   '        self.v = v.masked_fill(s, 0.0)' '        self.v = torch.where(s, v - self.vth, v)' \
   tests/test_nir_import.py
 run "NIR float reference resets by subtraction" export/nir_float.py \

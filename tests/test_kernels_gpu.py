@@ -109,7 +109,7 @@ def test_srm_spike_float32_and_real_input(nmnist_root):
 def test_residual_shapes_through_the_neuron(monkeypatch):
     """A (T, N, H, W, C) tensor of a residual block's shape, forward and backward, through
     the autograd functions with the Triton backend forced, equals the numba backend."""
-    from psplava.train import neuron
+    from psplava.train.neurons import srm as neuron
 
     p = neuron.SRMParams()
     x = torch.from_numpy(_spikes(60, 2 * 9 * 9 * 16, 0.1, seed=3)).view(60, 2, 9, 9, 16)
@@ -140,7 +140,7 @@ def test_training_step_through_triton_equals_numba(monkeypatch):
     On a GPU, cuDNN's convolutions default to TF32 (10-bit mantissas): the H200 run of
     ``scripts/gpu_check.sh`` gave gradients 2e-4 apart from the CPU's for that reason
     alone, so the comparison turns TF32 off and checks float32 against float32."""
-    from psplava.train import neuron
+    from psplava.train.neurons import srm as neuron
     from psplava.train.model import SNN
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from psplava import loihi
 from psplava.neurons import srm
-from psplava.train import loihi_ops
+from psplava.train.neurons import srm as srm_train
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_srm_kernel_equals_the_torch_loop(both, refractory, dynamic):
     zg = z.clone().requires_grad_(True)
     (o1, g1), (o2, g2) = both(lambda: (lambda o: (o, torch.autograd.grad(
         (o * torch.arange(o.numel()).view(o.shape).remainder(3)).sum(), zg)[0]))(
-        loihi_ops.srm_spikes(zg, gain, hw, 160.0 * 16, 10.0, 2.0)))
+        srm_train.srm_spikes(zg, gain, hw, 160.0 * 16, 10.0, 2.0)))
     assert torch.equal(o1, o2)
     assert float((g1 - g2).abs().max()) <= 1e-6 * float(g2.abs().max())
 

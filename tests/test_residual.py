@@ -16,7 +16,7 @@ from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 from psplava.train.arch import parse_arch, resnet_arch
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.model import SNN, FoldError
-from psplava.train.neuron import psp, srm_spike
+from psplava.train.neurons.srm import psp, srm_spike
 from psplava.train.trainer import save_checkpoint
 
 from oracle import run as oracle_run

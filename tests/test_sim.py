@@ -106,7 +106,7 @@ def test_lava_runtime_imports_after_numba_fixed_the_start_method(tmp_path):
 
     code = ("import multiprocessing as mp; mp.set_start_method('spawn')\n"
             "from psplava.sim.lava_engine import run_lava\n"
-            "import psplava.train.neuron\n"
+            "import psplava.train.neurons\n"
             "print(mp.get_start_method())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-500:]

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from psplava.train import kernels
-from psplava.train.neuron import (CubaNeuron, RefractoryKind, SRMNeuron, SRMParams,
-                                  SurrogateForm, psp, srm_spike)
+from psplava.train.neurons.cuba import CubaNeuron, cuba_spikes
+from psplava.train.neurons.srm import (RefractoryKind, SRMNeuron, SRMParams, SurrogateForm, psp,
+                                       srm_spike)
 from psplava.train.norm import (MembraneNorm, NormKind, PSPNorm, causal_raw_moment_norm,
                                 raw_moment_norm)
 
@@ -230,8 +231,7 @@ def test_cuba_loihi_forward_has_lava_dl_gradient():
     neuron (the oracle here) on inputs on the 1/64 grid: guards the surrogate's width and
     height (lava-dl multiplies tau_rho by 100 and scale_rho by 0.1 inside ``spike()``)."""
     from psplava import loihi
-    from psplava.train import loihi_ops
-    from psplava.train.neuron import CubaNeuron, CubaParams
+    from psplava.train.neurons.cuba import CubaNeuron, CubaParams
 
     torch.manual_seed(0)
     n = CubaNeuron(CubaParams())
@@ -244,7 +244,7 @@ def test_cuba_loihi_forward_has_lava_dl_gradient():
     (sf * w.float()).sum().backward()
     xq = xi.clone().requires_grad_(True)
     tau, scale = n.surrogate()
-    sq = loihi_ops.cuba_spikes(xq, None, n.hardware(64.0), 64.0 * 2 ** loihi.CUBA_SHIFT,
+    sq = cuba_spikes(xq, None, n.hardware(64.0), 64.0 * 2 ** loihi.CUBA_SHIFT,
                                tau, scale)
     (sq * w).sum().backward()
     assert sf.sum() > 100 and torch.equal(sf.double(), sq)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -141,12 +141,22 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     return cfg
 
 
+def _training_neurons() -> dict[str, Any]:
+    """``model.neuron``'s registered names -> their training classes."""
+    # imported when a config is checked, not with this module: it loads lava-dl and torch,
+    # which ``psplava --help`` and the config listing do without
+    from psplava.train.neurons import TRAINING_NEURONS
+
+    return TRAINING_NEURONS
+
+
 class _Field:
     """One config value's type, range and allowed values (``None`` allowed if nullable)."""
 
     def __init__(self, kind: type | tuple[type, ...], *, lo: float | None = None,
                  hi: float | None = None, above: float | None = None,
-                 choices: tuple[str, ...] | None = None, nullable: bool = False,
+                 choices: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None,
+                 nullable: bool = False,
                  pattern: str | None = None, hint: str | None = None) -> None:
         self.kind, self.lo, self.hi, self.above = kind, lo, hi, above
         self.choices, self.nullable = choices, nullable
@@ -167,8 +177,9 @@ class _Field:
             raise ConfigError(f"{where} must be {names}, got {v!r}")
         if self.pattern is not None and not re.match(self.pattern, v):
             raise ConfigError(f"{where} must be {self.hint or self.pattern}, got {v!r}")
-        if self.choices is not None and v not in self.choices:
-            raise ConfigError(f"{where} must be one of {list(self.choices)}, got {v!r}")
+        choices = self.choices() if callable(self.choices) else self.choices
+        if choices is not None and v not in choices:
+            raise ConfigError(f"{where} must be one of {list(choices)}, got {v!r}")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if v != v or v in (float("inf"), float("-inf")):
                 raise ConfigError(f"{where} must be finite, got {v!r}")
@@ -198,7 +209,7 @@ SCHEMA: dict[str, dict[str, _Field]] = {
     },
     "model": {
         "arch": _Field(str),
-        "neuron": _Field(str, choices=("srm", "cuba")),
+        "neuron": _Field(str, choices=lambda: tuple(_training_neurons())),
         "norm": _Field(str, choices=_NORMS),
         "lam": _Field(float, above=0),
         "prior_steps": _Field(float, lo=0),
@@ -279,20 +290,16 @@ def validate(cfg: dict[str, Any], source: str) -> None:
         parse_arch(m["arch"])
     except Exception as exc:  # the grammar's own message, as one line
         raise ConfigError(f"{source}: model.arch {m['arch']!r}: {exc}") from None
-    if m.get("srm"):
-        from psplava.train.neuron import SRMParams
-
-        for k, v in m["srm"].items():
-            if k.startswith("tau") or k in ("theta", "alpha", "beta"):
-                _Field(float, above=0).check(f"{source}: model.srm.{k}", v)
+    checked = set()
+    for cls in _training_neurons().values():   # each neuron type's parameters, if given
+        key = cls.params_key
+        if key in checked or not m.get(key):
+            continue
+        checked.add(key)
+        for k, v in m[key].items():
+            if k in getattr(cls.params_type, "positive_fields", ()):
+                _Field(float, above=0).check(f"{source}: model.{key}.{k}", v)
         try:
-            SRMParams(**m["srm"])
+            cls.params_type(**m[key])
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: model.srm: {exc}") from None
-    if m.get("cuba"):
-        from psplava.train.neuron import CubaParams
-
-        try:
-            CubaParams(**m["cuba"])
-        except TypeError as exc:
-            raise ConfigError(f"{source}: model.cuba: {exc}") from None
+            raise ConfigError(f"{source}: model.{key}: {exc}") from None

@@ -1,6 +1,6 @@
 """The SRM neuron's mathematics: one place, pure functions on ``(T, F)`` arrays.
 
-Used by the autograd functions in :mod:`psplava.train.neuron` (training), and meant for
+Used by the autograd functions in :mod:`psplava.train.neurons.srm` (training), and meant for
 the reference simulator and the tests.  All kernels are exact (no truncated kernels):
 
 * Alpha-kernel PSP (paper Eq. 3, 5), ``eps(k) = (k / tau_s) exp(1 - k / tau_s)``, as a
@@ -25,7 +25,7 @@ the reference simulator and the tests.  All kernels are exact (no truncated kern
 
 * Surrogate derivative of H, written out here as lava-dl's ``spike.Spike`` does:
   ``rho(u) = scale_rho / (2 tau_rho) * exp(-|u - theta| / tau_rho)``.  See
-  :class:`psplava.train.neuron.SurrogateForm` for how the paper's (alpha, beta) map.
+  :class:`psplava.train.neurons.srm.SurrogateForm` for how the paper's (alpha, beta) map.
 
 Why numba instead of lava-dl's ``utils.filter.conv``: measured in ``docs/design.md``
 (sec. 2), the recurrence is 18x faster than a 77-tap ``filter.conv`` and exact; the

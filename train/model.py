@@ -42,7 +42,8 @@ from psplava import loihi
 from psplava.errors import ConfigError
 from psplava.neurons import network_latency
 from psplava.train.arch import LayerSpec, conv_output_size, parse_arch
-from psplava.train.neuron import CubaNeuron, CubaParams, SRMNeuron, SRMParams
+from psplava.neurons import neuron_model
+from psplava.train.neurons import training_neuron
 from psplava.train import loihi_ops
 from psplava.train.loihi_ops import ste
 from psplava.train.norm import (MembraneNorm, NormKind, PSPNorm, causal_second_moment,
@@ -54,7 +55,10 @@ class FoldError(ConfigError):
 
 
 class NeuronKind(str, Enum):
-    SRM = "srm"    # the paper's neuron (psplava.train.neuron.SRMNeuron)
+    """The built-in neurons' config names (``psplava.train.neurons`` registers these and any
+    other; the model asks the registry, never this enum)."""
+
+    SRM = "srm"    # the paper's neuron (psplava.train.neurons.srm.SRMNeuron)
     CUBA = "cuba"  # lava-dl's CUBA neuron (Loihi-native)
 
 
@@ -116,7 +120,7 @@ class ModelSpec:
         spec = cls(**d)
         try:
             Arithmetic(spec.arithmetic)
-            NeuronKind(spec.neuron)
+            training_neuron(spec.neuron)
             NormKind(spec.norm)
             if spec.block not in ("pre", "post"):
                 raise ValueError(f"block must be 'pre' or 'post', got {spec.block!r}")
@@ -130,11 +134,18 @@ class ModelSpec:
         from dataclasses import asdict
 
         d = asdict(self)
-        if NeuronKind(self.neuron) is NeuronKind.SRM:
-            d["srm"] = SRMParams(**(self.srm or {})).to_dict()
-        else:
-            d["cuba"] = CubaParams(**(self.cuba or {})).to_dict()
+        cls = training_neuron(self.neuron)
+        d[cls.params_key] = self.neuron_params().to_dict()
         return d
+
+    def neuron_params(self) -> Any:
+        """The chosen neuron's parameters (its ``params_type``) from their ``model`` field."""
+        cls = training_neuron(self.neuron)
+        return cls.params_type(**(getattr(self, cls.params_key) or {}))
+
+    def make_neuron(self) -> nn.Module:
+        """A fresh training neuron of the chosen type and parameters."""
+        return training_neuron(self.neuron)(self.neuron_params())
 
 
 def _to_nchw(x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +168,7 @@ class SpikingLayer(nn.Module):
         self.arithmetic = Arithmetic(model.arithmetic)
         self.k_max = float(model.k_max)
         norm = NormKind(model.norm)
-        self.neuron_kind = NeuronKind(model.neuron)
+        self.neuron = model.make_neuron()
         in_channels = in_shape[-1]
         self.in_shape = tuple(in_shape)      # before pooling
         if spec.pool is not None:
@@ -194,20 +205,13 @@ class SpikingLayer(nn.Module):
             raise ConfigError(f"norm {norm.value} acts on the membrane: write the marker after "
                               f"the layer ('8c3n'), not before ('n8c3')")
         if spec.post_norm and norm.on_membrane:
-            theta = SRMParams(**(model.srm or {})).theta if self.neuron_kind is NeuronKind.SRM else \
-                CubaParams(**(model.cuba or {})).threshold
+            theta = self.neuron.threshold
             gamma = 1.0 if norm is NormKind.TDBN else model.init_gain * theta
             self.post = MembraneNorm(norm, spec.out, model.steps, theta=theta, gamma_init=gamma)
         elif spec.post_norm and norm.on_psp:
             raise ConfigError(f"norm {norm.value} acts on the PSP: write the marker before the "
                               f"layer ('n8c3'), not after ('8c3n')")
-        if self.neuron_kind is NeuronKind.SRM:
-            self.neuron = SRMNeuron(SRMParams(**(model.srm or {})))
-            theta = self.neuron.params.theta
-        else:
-            self.neuron = CubaNeuron(CubaParams(**(model.cuba or {})))
-            theta = self.neuron.params.threshold
-        self._init(fan_in, theta, model)
+        self._init(fan_in, self.neuron.threshold, model)
 
     def _init(self, fan_in: int, theta: float, model: ModelSpec) -> None:
         if model.init == "theta":
@@ -340,8 +344,7 @@ class SpikingLayer(nn.Module):
         w, bias, dyn = self.folded()
         if self.spec.pool is not None:
             w = self._pool_weight(w)
-        if self.neuron_kind is NeuronKind.SRM:
-            w = w * self.neuron.params.psp_gain  # the alpha PSP's gain e / tau_s
+        w = w * self.neuron.weight_gain  # SRM: the alpha PSP's gain e / tau_s
         if self.shortcut is not None and dyn is not None:
             raise FoldError("causal PSP-LN in a residual network: the shortcut and the "
                             "block's conv would need different dynamic thresholds; residual "
@@ -352,14 +355,9 @@ class SpikingLayer(nn.Module):
         """The largest weight scale the weights, bias and threshold of ``floats`` (what
         :meth:`deployed_float` returns) allow."""
         w, bias, _, ws = floats
-        p = self.neuron.params
-        if self.neuron_kind is NeuronKind.SRM:
-            theta, theta_k_max = p.theta, loihi.SRM_THETA_K_MAX
-        else:
-            theta, theta_k_max = p.threshold, loihi.VTH_MANT_MAX
         with torch.no_grad():
             m = max(float(t.abs().max()) for t in (w, bias, ws) if t is not None)
-        return loihi.choose_scale(m, theta, k_max, theta_k_max)
+        return loihi.choose_scale(m, self.neuron.threshold, k_max, self.neuron.theta_k_max)
 
     def hardware(self, k_max: float | None = None, scale: float | None = None,
                  first_pre: "PSPNorm | None" = None, floats=None) -> LayerHardware:
@@ -390,19 +388,14 @@ class SpikingLayer(nn.Module):
         ``(spikes, z)`` with ``z`` the integer synaptic input (before the bias).  ``y``:
         the integer PSP of ``s`` if already computed; ``extra``: integer shortcut input."""
         hw = self.hardware() if hw is None else hw
-        if self.neuron_kind is NeuronKind.SRM:
-            tau_s = self.neuron.params.tau_s
-            y = loihi_ops.integer_psp(s, tau_s) if y is None else y
-        else:
-            y = s.float()  # spikes: 0/1
+        y = self.neuron.integer_input(s) if y is None else y
         if self.spec.kind == "dense" and y.dim() > 3:
             y = y.flatten(2)
         if self.training and self.pre is not None and (
                 self.pre.kind is NormKind.PSP_BN or self.pre.prior_steps):
             # PSP-BN keeps tracking its running statistics, causal PSP-LN its prior (used
             # from the next step on)
-            a = y.detach().double() * (self.neuron.params.psp_gain / loihi.PSP_UNIT) \
-                if self.neuron_kind is NeuronKind.SRM else y.detach().double()
+            a = y.detach().double() * self.neuron.integer_unit
             if self.spec.pool is not None:
                 a = self._pool(a)
             a = a.flatten(2) if self.spec.kind == "dense" else a
@@ -411,7 +404,7 @@ class SpikingLayer(nn.Module):
             else:
                 self.pre.track_prior(a)
         T, N = y.shape[:2]
-        x_range = loihi_ops.psp_range(tau_s) if self.neuron_kind is NeuronKind.SRM else (0, 1)
+        x_range = self.neuron.integer_range()
         if self.spec.kind == "conv":
             z = loihi_ops.integer_synapse(_to_nchw(y), hw.weight, "conv", hw.stride, hw.padding,
                                           x_range)
@@ -422,29 +415,8 @@ class SpikingLayer(nn.Module):
             z = z.reshape(T, N, -1)
         if extra is not None:
             z = z + extra
-        tau_rho, scale_rho = self.neuron.surrogate()
-        if self.neuron_kind is NeuronKind.SRM:
-            zb = z if hw.bias is None else z + hw.bias * loihi.PSP_UNIT
-            gain = None
-            if hw.dynamic is not None:
-                gain = self._dynamic_gain(y, tau_s, hw.dynamic)
-            out = loihi_ops.srm_spikes(zb, gain, hw.neuron, hw.scale * loihi.PSP_UNIT,
-                                       tau_rho, scale_rho)
-        else:
-            bias = None if hw.bias is None else hw.bias.detach().to(torch.int64)
-            out = loihi_ops.cuba_spikes(loihi.delay_one(z), bias, hw.neuron,
-                                        hw.scale * 2 ** loihi.CUBA_SHIFT, tau_rho, scale_rho)
+        out = self.neuron.loihi_spikes(z, y, hw)
         return out.to(s.dtype), z  # spikes are 0/1: exact in the input's dtype
-
-    @staticmethod
-    def _dynamic_gain(y: torch.Tensor, tau_s: float, dyn: loihi.DynamicThreshold
-                      ) -> torch.Tensor:
-        """``sqrt(m2(t) + lambda)`` (T, N): the exact value of the file's moment process,
-        with the gradient of the same float formula."""
-        exact = dyn.gain(dyn.causal_m2(y.detach().to(torch.int64), tau_s))
-        m2 = causal_second_moment(y * (math.e / (tau_s * loihi.PSP_UNIT)),  # float PSP units
-                                  dyn.prior, dyn.prior_steps)
-        return ste(exact, dyn.gain(m2))
 
     def _synapse(self, a: torch.Tensor, w: torch.Tensor, stride: int, padding: int
                  ) -> torch.Tensor:
@@ -463,7 +435,7 @@ class SpikingLayer(nn.Module):
 
     def synaptic_input(self, s: torch.Tensor) -> torch.Tensor:
         """``a`` of the incoming spikes (alpha PSP for SRM, the spikes for CUBA)."""
-        return self.neuron.psp(s) if self.neuron_kind is NeuronKind.SRM else s
+        return self.neuron.synaptic_input(s)
 
     def normalized_input(self, s: torch.Tensor) -> torch.Tensor:
         """``a_hat``: the PSP of the incoming spikes, pooled, flattened for a dense layer
@@ -530,7 +502,7 @@ class SNN(nn.Module):
         if i < 2:
             raise ConfigError(f"architecture {self.spec.arch!r}: a residual block needs a "
                               "layer before it (a stem conv)")
-        if NeuronKind(self.spec.neuron) is not NeuronKind.SRM:
+        if not neuron_model(layer.neuron.type_name).skip_inputs:
             raise ConfigError("residual blocks are built from SRM neurons (the paper's); "
                               "use model.neuron: srm")
         if norm.on_membrane:
@@ -601,16 +573,14 @@ class SNN(nn.Module):
             if layer.shortcut == "membrane":
                 extra = zs.pop(i - 2)
             if loihi_mode:
-                y = None
-                if layer.neuron_kind is NeuronKind.SRM:
-                    y = loihi_ops.integer_psp(s, layer.neuron.params.tau_s)
+                y = layer.neuron.integer_input(s)
                 if layer.shortcut in ("identity", "projection"):
                     hw = hws[i]
                     yb = fronts.pop(i - 1)
                     T, N = yb.shape[:2]
                     extra = _from_nchw(loihi_ops.integer_synapse(
                         _to_nchw(yb), hw.short_weight, "conv", hw.short_stride, 0,
-                        loihi_ops.psp_range(self.layers[i - 1].neuron.params.tau_s)), T, N)
+                        self.layers[i - 1].neuron.integer_range()), T, N)
                 if i in need_front:
                     fronts[i] = y
                 s, z = layer.forward_loihi(s, hws[i], y, extra)

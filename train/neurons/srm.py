@@ -1,9 +1,11 @@
-"""Neurons on lava-dl SLAYER's API: the paper's SRM neuron and lava-dl's CUBA neuron.
+"""The SRM neuron's training side (paper Eq. 3-5): parameters, the float alpha PSP and
+spike kernels with SLAYER's surrogate, bound to lava-dl's ``slayer.neuron.base.Neuron``,
+and its loihi arithmetic (the integer PSP and step of :mod:`psplava.neurons.srm` with
+surrogate gradients).
 
-Tensors are time-major, channels-last: ``(T, N, ..., C)``.  The SRM mathematics lives
-in :mod:`psplava.train.kernels`; this module binds it to autograd and to
-``lava.lib.dl.slayer.neuron.base.Neuron`` (threshold, surrogate ``tau_rho``/``scale_rho``
-and the ``device_params`` export convention).
+Tensors are time-major, channels-last: ``(T, N, ..., C)``.  The float kernels are
+:mod:`psplava.train.kernels` (numba, CPU) and :mod:`psplava.train.kernels_triton` (GPU),
+both tested against :mod:`psplava.train.kernel_spec`.
 """
 
 from __future__ import annotations
@@ -12,19 +14,20 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
 from psplava import loihi
-from psplava.neurons import cuba as cuba_hw
-from psplava.neurons import srm as srm_hw
 from psplava.lavadl import slayer
+from psplava.neurons import srm as srm_hw
 from psplava.train import kernels, kernels_triton
+from psplava.train.loihi_ops import ste, surrogate_rho
+from psplava.train.neurons import register_training
+from psplava.train.norm import causal_second_moment
 
 slayer_base = slayer.neuron.base
-slayer_cuba = slayer.neuron.cuba
-
 
 #: refractory kernel shapes (defined with the integer arithmetic in :mod:`psplava.neurons.srm`)
 RefractoryKind = srm_hw.Refractory
@@ -61,6 +64,9 @@ class SRMParams:
     surrogate: SurrogateForm = SurrogateForm.SLAYER
     alpha: float = 10.0                  # surrogate scale (1 / alpha)
     beta: float = 10.0                   # surrogate width
+
+    #: the config's numbers that must be positive (checked, with the key, before building)
+    positive_fields: ClassVar[tuple[str, ...]] = ("theta", "tau_s", "tau_r", "alpha", "beta")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refractory", RefractoryKind(self.refractory))
@@ -171,6 +177,83 @@ def srm_spike(z: torch.Tensor, p: SRMParams) -> torch.Tensor:
     return _SRMSpike.apply(z, p, tau_rho, scale_rho)
 
 
+# --------------------------------------------------------------------------- loihi arithmetic
+def _alpha_adjoint(g: torch.Tensor, q: float, gain: float) -> torch.Tensor:
+    """``gain * sum_{k>=1} k q^k g(t+k)`` along dim 0 (the alpha PSP's adjoint), by the
+    float kernels on ``g``'s device (numba on the CPU, Triton on a GPU)."""
+    return alpha_filter(g, q, gain, reverse=True)
+
+
+class _IntegerPSP(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, dq: int, q: float) -> torch.Tensor:
+        ctx.q = q
+        return srm_hw.psp(s.detach() != 0, dq, psp_dtype(dq))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        return _alpha_adjoint(g, ctx.q, float(loihi.PSP_UNIT)), None, None
+
+
+def psp_dtype(dq: int) -> torch.dtype:
+    """float32 when it holds every PSP message exactly (``psp_message_bound`` < 2**24: any
+    tau_s below ~1,000 steps), else float64."""
+    return torch.float32 if srm_hw.psp_message_bound(dq) < (1 << 24) else torch.float64
+
+
+def psp_range(tau_s: float) -> tuple[float, float]:
+    """Bounds of the integer PSP messages of a layer with PSP time constant ``tau_s``."""
+    return 0.0, float(srm_hw.psp_message_bound(srm_hw.decay_int(tau_s)))
+
+
+def integer_psp(s: torch.Tensor, tau_s: float) -> torch.Tensor:
+    """Integer alpha PSP (integer-valued float32, or float64 for very long tau_s: see
+    :func:`psp_dtype`) of spikes ``s`` (T, ...)."""
+    return _IntegerPSP.apply(s, srm_hw.decay_int(tau_s), srm_hw.decay_per_step(tau_s))
+
+
+class _IntegerSRMSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, gain, hw: srm_hw.SRMHardware, unit: float, tau_rho: float,
+                scale_rho: float):
+        zd = z.detach()
+        gd = None if gain is None else gain.detach()
+        if loihi.cpu_fast(zd) and zd.dim() >= 2:
+            # the CPU kernel computes the surrogate in the same pass (psplava.loihi_kernels)
+            s, rho = srm_hw.srm_run_surrogate(zd, hw, gd, unit, tau_rho, scale_rho)
+        else:
+            s, r = srm_hw.srm_run(zd, hw, gd)
+            gv = None if gd is None else gd.view(*gd.shape, *[1] * (z.dim() - 2))
+            u = zd + r if gv is None else zd / gv + r
+            rho = surrogate_rho((u - hw.theta_int) / unit, tau_rho, scale_rho)
+        rho = (rho / unit).to(torch.float32)  # ds/dz, kept in float32 (a gradient)
+        ctx.unit = unit
+        ctx.save_for_backward(rho, zd, gd if gd is not None else torch.empty(0))
+        ctx.dynamic = gain is not None
+        return s.to(torch.float32)  # 0/1: exact; float32 halves the memory of float64
+
+    @staticmethod
+    def backward(ctx, g_s):
+        rho, z, gain = ctx.saved_tensors
+        k = g_s * rho
+        if not ctx.dynamic:
+            return k, None, None, None, None, None
+        gv = gain.view(*gain.shape, *[1] * (z.dim() - 2))
+        g_z = k / gv
+        g_gain = -(k * z / gv.square()).flatten(2).sum(dim=2)
+        return g_z, g_gain, None, None, None, None
+
+
+def srm_spikes(z: torch.Tensor, gain: torch.Tensor | None, hw: srm_hw.SRMHardware,
+               unit: float, tau_rho: float, scale_rho: float) -> torch.Tensor:
+    """Spikes (float64 0/1) of integer SRM neurons for membrane input ``z`` (T, N, ...);
+    ``unit = k * PSP_UNIT`` converts integer potentials to float units for the surrogate."""
+    return _IntegerSRMSpike.apply(z, gain, hw, unit, tau_rho, scale_rho)
+
+
+
+# --------------------------------------------------------------------------- the neuron
+@register_training
 class SRMNeuron(slayer_base.Neuron):
     """The paper's SRM neuron as a lava-dl SLAYER neuron.
 
@@ -196,83 +279,61 @@ class SRMNeuron(slayer_base.Neuron):
         """(tau_rho, scale_rho) of the surrogate, in float units of the potential."""
         return self.params.surrogate.tau_scale(self.params.alpha, self.params.beta)
 
+    config_name = "srm"
     type_name = "SRM"
+    params_key = "srm"
+    params_type = SRMParams
+    #: theta_int = theta k U stays <= 2**19, 16 thresholds below the 24-bit wrap
+    theta_k_max = loihi.SRM_THETA_K_MAX
 
     @property
     def threshold(self) -> float:
         return self.params.theta
 
+    @property
+    def weight_gain(self) -> float:
+        """The alpha PSP's gain ``e / tau_s``, folded into the receiving weights."""
+        return self.params.psp_gain
+
+    def synaptic_input(self, s: torch.Tensor) -> torch.Tensor:
+        """What the next synapse sees of spikes ``s``: their alpha PSP (without its gain)."""
+        return self.psp(s)
+
     def hardware(self, scale: float) -> srm_hw.SRMHardware:
         return self.params.hardware(scale)
+
+    # loihi arithmetic
+    @property
+    def integer_unit(self) -> float:
+        """Float PSP units (gain included) per integer message unit."""
+        return self.params.psp_gain / loihi.PSP_UNIT
+
+    def integer_input(self, s: torch.Tensor) -> torch.Tensor:
+        """The integer PSP messages of spikes ``s`` (what the file's neurons send)."""
+        return integer_psp(s, self.params.tau_s)
+
+    def integer_range(self) -> tuple[float, float]:
+        return psp_range(self.params.tau_s)
+
+    def loihi_spikes(self, z: torch.Tensor, y: torch.Tensor, hw) -> torch.Tensor:
+        """Spikes of the integer neurons of layer hardware ``hw`` for the integer synaptic
+        input ``z`` (bias not yet added) of messages ``y`` (the dynamic threshold's m2)."""
+        tau_rho, scale_rho = self.surrogate()
+        zb = z if hw.bias is None else z + hw.bias * loihi.PSP_UNIT
+        gain = None if hw.dynamic is None else self._dynamic_gain(y, hw.dynamic)
+        return srm_spikes(zb, gain, hw.neuron, hw.scale * loihi.PSP_UNIT, tau_rho, scale_rho)
+
+    def _dynamic_gain(self, y: torch.Tensor, dyn: loihi.DynamicThreshold) -> torch.Tensor:
+        """``sqrt(m2(t) + lambda)`` (T, N): the exact value of the file's moment process,
+        with the gradient of the same float formula."""
+        tau_s = self.params.tau_s
+        exact = dyn.gain(dyn.causal_m2(y.detach().to(torch.int64), tau_s))
+        m2 = causal_second_moment(y * (math.e / (tau_s * loihi.PSP_UNIT)),  # float PSP units
+                                  dyn.prior, dyn.prior_steps)
+        return ste(exact, dyn.gain(m2))
 
     @property
     def device_params(self) -> dict[str, Any]:
         return {"type": "SRM", **self.params.to_dict()}
 
 
-@dataclass(frozen=True)
-class CubaParams:
-    """lava-dl CUBA neuron parameters (Loihi-native); decays in [0, 1]."""
-
-    threshold: float = 1.25
-    current_decay: float = 0.25
-    voltage_decay: float = 0.03
-    tau_grad: float = 0.03
-    scale_grad: float = 3.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class CubaNeuron(torch.nn.Module):
-    """lava-dl's ``slayer.neuron.cuba.Neuron`` bound to the project's (T, N, ..., C) layout.
-
-    The Loihi-native option: its dynamics, quantization and ``device_params`` are
-    lava-dl's own.  Its output spikes feed the next layer directly (no alpha PSP):
-    a CUBA neuron's current state already is its synaptic filter.
-    """
-
-    def __init__(self, params: CubaParams = CubaParams()) -> None:
-        super().__init__()
-        self.params = params
-        self.neuron = slayer_cuba.Neuron(**params.to_dict(), shared_param=True,
-                                         persistent_state=False, requires_grad=False)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # (T, N, ..., C) -> (N, C, ..., T) for lava-dl, and back.
-        nd = z.dim()
-        to_slayer = (1, nd - 1, *range(2, nd - 1), 0)
-        s = self.neuron(z.permute(*to_slayer).contiguous())
-        back = [0] * nd
-        for i, j in enumerate(to_slayer):
-            back[j] = i
-        return s.permute(*back).contiguous()
-
-    @property
-    def device_params(self) -> dict[str, Any]:
-        return self.neuron.device_params
-
-    def surrogate(self) -> tuple[float, float]:
-        """(tau_rho, scale_rho) of lava-dl's surrogate for this neuron, as its ``spike()``
-        passes them to ``Spike.apply``: ``neuron.tau_rho`` and ``scale_rho`` times lava-dl's
-        module constants ``TAU_RHO_MULT`` (100) and ``SCALE_RHO_MULT`` (0.1).  Without the
-        multipliers the surrogate is 100x narrower and the loihi forward's gradients vanish
-        (a CUBA net then never learns)."""
-        return (float(self.neuron.tau_rho) * slayer_cuba.TAU_RHO_MULT,
-                float(self.neuron.scale_rho) * slayer_cuba.SCALE_RHO_MULT)
-
-    type_name = "CUBA"
-
-    @property
-    def threshold(self) -> float:
-        return self.params.threshold
-
-    def hardware(self, scale: float) -> cuba_hw.CubaHardware:
-        """Integer parameters for weight scale ``scale``: lava-dl's own 12-bit decays, the
-        threshold scaled like the weights (lava-dl's device_params assume scale 64)."""
-        p = self.neuron.device_params
-        return cuba_hw.CubaHardware(i_decay=int(p["iDecay"]), v_decay=int(p["vDecay"]),
-                                    v_th_mant=loihi.quantize_threshold(self.params.threshold,
-                                                                       scale),
-                                    ref_delay=int(p.get("refDelay", 1)),
-                                    graded_spike=bool(p.get("gradedSpike", False)))
