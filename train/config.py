@@ -290,12 +290,14 @@ def validate(cfg: dict[str, Any], source: str) -> None:
         parse_arch(m["arch"])
     except Exception as exc:  # the grammar's own message, as one line
         raise ConfigError(f"{source}: model.arch {m['arch']!r}: {exc}") from None
-    checked = set()
-    for cls in _training_neurons().values():   # each neuron type's parameters, if given
-        key = cls.params_key
-        if key in checked or not m.get(key):
+    neurons = _training_neurons()
+    by_key = {}     # each parameter field, checked by the chosen neuron's class if it reads it
+    for cls in [neurons.get(m.get("neuron"))] + list(neurons.values()):
+        if cls is not None:
+            by_key.setdefault(cls.params_key, cls)
+    for key, cls in by_key.items():
+        if not m.get(key):
             continue
-        checked.add(key)
         for k, v in m[key].items():
             if k in getattr(cls.params_type, "positive_fields", ()):
                 _Field(float, above=0).check(f"{source}: model.{key}.{k}", v)
