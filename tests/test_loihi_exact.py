@@ -21,7 +21,9 @@ from psplava.pipeline import CheckpointReference
 from psplava.sim.fixed import run_fixed
 
 DATA = Path(__file__).resolve().parent / "data"
-CASES = ["srm_causal", "srm_bn_alpha", "cuba_psp_bn"]
+CASES = ["srm_causal", "srm_bn_alpha", "cuba_psp_bn",
+         # beyond 8x8 nets: PSP-BN SRM with pooling, a residual network, a 24-bit wrap
+         "srm_psp_bn_pool", "srm_residual", "srm_wrap"]
 
 
 def _golden(case):
