@@ -178,25 +178,6 @@ def test_cuba_network_trains_one_step():
     assert model.layers[0].weight.grad.abs().sum() > 0
 
 
-def test_export_hdf5_hook_writes_layer_description(tmp_path):
-    import h5py
-
-    model = SNN({"arch": "34x34x2-n4c3s2-n10", "norm": "psp_bn", "steps": 5})
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    with h5py.File(tmp_path / "m.h5", "w") as f:
-        for i, layer in enumerate(model.layers):
-            layer.export_hdf5(f.create_group(f"layer/{i}"))
-    with h5py.File(tmp_path / "m.h5", "r") as f:
-        assert f["layer/0/type"][0] == b"conv"
-        assert f["layer/0/shape"][()].tolist() == [4, 17, 17]
-        np.testing.assert_array_equal(f["layer/0/weight"][()], model.layers[0].weight.detach().numpy())
-        assert f["layer/0/neuron/type"][()] == b"SRM"
-        assert f["layer/1/pre_norm/kind"][()] == b"psp_bn"
-        assert f["layer/1/pre_norm/running_m2"].shape == (4 * 17 * 17,)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k])
-
-
 def test_resume_accepts_checkpoints_from_before_new_default_keys(tmp_path):
     """A key added to DEFAULTS later (e.g. data.cache) must not block --resume."""
     cfg_path = _tiny_config(tmp_path, epochs=1)

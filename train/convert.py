@@ -19,7 +19,7 @@ Public Lava has no neuron microcode for SRM layers (``docs/loihi2.md``), so a mo
 must run on a chip today has to become CUBA.  The two neurons share their synaptic filter:
 
 - SRM: ``z(t) = W a(t)`` with the alpha PSP ``a(t) = (e / tau_s) sum_{k>=1} k q^k s(t-k)``,
-  ``q = exp(-1 / tau_s)`` (:mod:`psplava.loihi`); spike when ``z + r >= theta``, with the
+  ``q = decay_per_step(tau_s)`` (:mod:`psplava.neurons.srm`); spike when ``z + r >= theta``, with the
   refractory drop ``r`` (-2 theta, decaying with tau_r).
 - CUBA (lava-dl): ``i <- (1 - du) i + W' s``, ``v <- (1 - dv) v + i``; with ``du = dv = 1 - q``
   ``v(t) = W' sum_{k>=0} (k + 1) q^k s(t-k)``, and this project's CUBA layer sees its input

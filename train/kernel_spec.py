@@ -6,11 +6,11 @@ with two-state recurrences; the tests hold both against the sums written here, w
 share no code with either (``O(T^2)`` per feature: small shapes only).
 
 * ``psp(s)(t) = gain * sum_{k=1..t} k q^k s(t - k)`` (alpha PSP, paper Eq. 3, 5; with
-  ``q = exp(-1/tau_s)``, ``gain = e / tau_s``); its adjoint
+  ``q = decay_per_step(tau_s)``, ``gain = e / tau_s``); its adjoint
   ``psp_adjoint(g)(t) = gain * sum_{k=1..T-1-t} k q^k g(t + k)``.
 * The spike loop (Eq. 4, 6, 7): ``u(t) = z(t) + r(t)``, ``s(t) = [u(t) >= theta]``,
   ``r(t) = ref_gain * sum_{k=1..t} h(k) s(t - k)`` with ``h(k) = d^k`` (EXP refractory) or
-  ``k d^k`` (ALPHA), ``d = exp(-1/tau_r)``; the surrogate
+  ``k d^k`` (ALPHA), ``d = decay_per_step(tau_r)``; the surrogate
   ``rho(t) = scale_rho / (2 tau_rho) * exp(-|u(t) - theta| / tau_rho)``.
 """
 

@@ -4,7 +4,7 @@ Used by the autograd functions in :mod:`psplava.train.neurons.srm` (training), a
 the reference simulator and the tests.  All kernels are exact (no truncated kernels):
 
 * Alpha-kernel PSP (paper Eq. 3, 5), ``eps(k) = (k / tau_s) exp(1 - k / tau_s)``, as a
-  two-state recurrence with ``q = exp(-1 / tau_s)``::
+  two-state recurrence with ``q = decay_per_step(tau_s)`` (:mod:`psplava.neurons.srm`)::
 
       x(t) = q (x(t-1) + s(t-1))              # sum_{k>=1} q^k s(t-k)
       y(t) = q (y(t-1) + x(t-1) + s(t-1))     # sum_{k>=1} k q^k s(t-k)
@@ -16,7 +16,7 @@ the reference simulator and the tests.  All kernels are exact (no truncated kern
   where ``r(t) = sum_{k>=1} nu(k) s(t-k)`` and ``nu`` is
 
   - ``EXP`` (the paper's, default): ``nu(k) = -2 theta exp(-k / tau_r)``;
-    ``r(t) = d (r(t-1) - 2 theta s(t-1))``, ``d = exp(-1 / tau_r)``
+    ``r(t) = d (r(t-1) - 2 theta s(t-1))``, ``d = decay_per_step(tau_r)``
   - ``ALPHA`` (slayerPytorch's): ``nu(k) = -2 theta (k / tau_r) exp(1 - k / tau_r)``,
     the PSP's two-state recurrence with ``d``.
 
@@ -115,7 +115,7 @@ def srm_spike(z: np.ndarray, theta: float, d: float, alpha_refractory: bool,
               ref_gain: float, tau_rho: float, scale_rho: float) -> tuple[np.ndarray, np.ndarray]:
     """Spikes and surrogate ``rho`` of SRM neurons driven by synaptic input ``z`` (T, F).
 
-    ``d = exp(-1 / tau_r)``; ``ref_gain`` multiplies the refractory state: ``-2 theta``
+    ``d = decay_per_step(tau_r)``; ``ref_gain`` multiplies the refractory state: ``-2 theta``
     for EXP and ``-2 theta e / tau_r`` for ALPHA.  Constants are cast to ``z``'s dtype so
     float32 runs stay in float32 (2x faster) and float64 runs stay exact.
     Returns ``(s, rho)`` of ``z``'s shape and dtype.

@@ -224,39 +224,6 @@ class SpikingLayer(nn.Module):
         else:
             raise ConfigError(f"unknown init {model.init!r}; expected 'theta' or 'paper'")
 
-    def export_hdf5(self, handle) -> None:
-        """lava-dl's block convention: describe this layer in an h5py group.
-
-        Writes the *trained, unfolded* float description: ``type`` (conv/dense), ``shape``
-        (C, H, W) or (F,), ``weight`` (conv: (out, in, kh, kw) as netx reads it after its
-        own flip; dense: (out, in) with inputs in this project's (H, W, C) flatten order),
-        ``stride``/``padding``, ``neuron/*`` (the neuron's ``device_params``) and
-        ``norm/*`` (kind, lambda, running statistics).  Folding and quantization for
-        Lava are the exporter's job (psplava.export); this hook never mutates the layer.
-        """
-        import numpy as np
-
-        kind = self.spec.kind
-        handle.create_dataset("type", (1,), "S10", [kind.encode("ascii")])
-        shape = self.out_shape[::-1] if kind == "conv" else self.out_shape
-        handle.create_dataset("shape", data=np.array(shape))
-        w = self.weight.detach().cpu().numpy()
-        handle.create_dataset("weight", data=w)
-        if kind == "conv":
-            handle.create_dataset("stride", data=np.array([self.spec.stride] * 2))
-            handle.create_dataset("padding", data=np.array([self.spec.kernel // 2] * 2))
-        for key, value in self.neuron.device_params.items():
-            handle.create_dataset(f"neuron/{key}", data=value)
-        for name, norm in (("pre_norm", self.pre), ("post_norm", self.post)):
-            if norm is None:
-                continue
-            handle.create_dataset(f"{name}/kind", data=norm.kind.value)
-            for key, value in norm.state_dict().items():
-                handle.create_dataset(f"{name}/{key}", data=value.cpu().numpy())
-            if hasattr(norm, "lam"):
-                handle.create_dataset(f"{name}/lambda", data=norm.lam)
-
-    # ------------------------------------------------------------------ deployment form
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None,
                               "loihi.DynamicThreshold | None"]:
         """The layer with its normalization folded (eval semantics), float64, differentiable
