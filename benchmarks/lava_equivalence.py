@@ -50,7 +50,7 @@ def _make_checkpoint(out: Path, neuron: str, norm: str, arch: str, steps: int, x
     ``cfg_extra`` is merged into its config (e.g. the data root, train threads)."""
     from psplava.train.config import DEFAULTS, deep_merge
     from psplava.train.model import SNN
-    from psplava.train.trainer import save_checkpoint
+    from psplava.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     spec = {"arch": arch, "neuron": neuron, "norm": norm, "steps": steps, "init_gain": 2.0}

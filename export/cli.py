@@ -11,7 +11,7 @@ from psplava.argtypes import refuse_unused, count_int, positive_int
 def _cmd_export(args: argparse.Namespace) -> int:
     from psplava.export.exporter import export_checkpoint
     from psplava.train.norm import NormKind
-    from psplava.train.trainer import load_checkpoint
+    from psplava.train.checkpoint import load_checkpoint
 
     from psplava.device import resolve_device
     from psplava.errors import check_output
@@ -59,7 +59,8 @@ def _held_out_accuracy(ckpt: str, samples: int, device: str | None = None) -> di
     import sys
 
     from psplava.errors import PsplavaError
-    from psplava.train.trainer import evaluate, load_checkpoint
+    from psplava.train.trainer import evaluate
+    from psplava.train.checkpoint import load_checkpoint
 
     cfg = load_checkpoint(ckpt)["config"]
     split = "val" if int(cfg.get("data", {}).get("val_count") or 0) > 0 else "test"
@@ -93,7 +94,7 @@ def _export_nir(args: argparse.Namespace) -> int:
     from psplava.errors import PsplavaError
     from psplava.export.exporter import build_layers
     from psplava.export.nir_export import write_nir
-    from psplava.train.trainer import load_checkpoint, model_from_checkpoint
+    from psplava.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(args.checkpoint))
     layers, _ = build_layers(model, args.k_max)

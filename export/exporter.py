@@ -99,7 +99,7 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path, k_max: float | Non
     import json
 
     from psplava import __version__
-    from psplava.train.trainer import file_sha256, load_checkpoint, model_from_checkpoint
+    from psplava.train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)

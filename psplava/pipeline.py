@@ -33,7 +33,7 @@ class CheckpointReference:
     """A checkpoint's model in loihi arithmetic (what its file computes) and in float."""
 
     def __init__(self, ckpt_path: str, device: torch.device | str = "cpu") -> None:
-        from psplava.train.trainer import load_checkpoint, model_from_checkpoint
+        from psplava.train.checkpoint import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)
         self.path = ckpt_path

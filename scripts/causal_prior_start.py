@@ -19,8 +19,8 @@ import torch
 from psplava.data import train_val_split
 from psplava.train.config import load_config
 from psplava.train.model import SNN
-from psplava.train.trainer import (CALIBRATION_SAMPLES, batches, build_datasets,
-                                   init_from_checkpoint, run_epoch)
+from psplava.train.trainer import CALIBRATION_SAMPLES, batches, build_datasets, run_epoch
+from psplava.train.checkpoint import init_from_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

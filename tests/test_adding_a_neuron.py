@@ -79,7 +79,7 @@ def test_a_toy_neuron_trains_exports_and_runs_in_both_engines(toy, tmp_path):
     from psplava.sim.lava_engine import run_lava
     from psplava.train.config import DEFAULTS, deep_merge
     from psplava.train.model import SNN
-    from psplava.train.trainer import save_checkpoint
+    from psplava.train.checkpoint import save_checkpoint
 
     core, train = toy
     # a training step: gradients reach the weights through the toy's surrogate

@@ -25,7 +25,7 @@ from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.convert import add_psp_norm
 from psplava.train.model import SNN
-from psplava.train.trainer import save_checkpoint
+from psplava.train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

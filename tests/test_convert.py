@@ -17,7 +17,7 @@ from psplava.errors import ConfigError
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.convert import cuba_weight_gain, matching_decay, srm_to_cuba
 from psplava.train.model import SNN
-from psplava.train.trainer import save_checkpoint
+from psplava.train.checkpoint import save_checkpoint
 
 ARCH = "8x8x2-n4c3-n6c3s2-5"   # the last layer without the norm marker
 TAU_S = 10.0

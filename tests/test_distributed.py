@@ -70,7 +70,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path, norm):
     torch.manual_seed(0)  # the initial weights, to show that the two steps moved them
     from psplava.train.config import load_config
     from psplava.train.model import SNN
-    from psplava.train.trainer import model_spec
+    from psplava.train.checkpoint import model_spec
 
     start = SNN(model_spec(load_config(cfg))).state_dict()
     moved = 0.0

@@ -16,7 +16,7 @@ from psplava import loihi
 from psplava.netfile import FORMAT_VERSION, format_needed, read_netfile
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.model import SNN
-from psplava.train.trainer import save_checkpoint
+from psplava.train.checkpoint import save_checkpoint
 
 
 def _checkpoint(tmp_path, neuron="cuba", norm="psp_bn", arch="34x34x2-n4c3s2-n6c3s2-n10",

@@ -183,7 +183,7 @@ def test_init_from_resolves_against_the_repository(tmp_path, monkeypatch, capsys
 
         pytest.skip("results/deployed/srm_none/best.pt not in this checkout")
     monkeypatch.chdir(tmp_path)
-    from psplava.train.trainer import load_checkpoint
+    from psplava.train.checkpoint import load_checkpoint
 
     cfg_path = tmp_path / "c.yaml"
     cfg = load_checkpoint(src)["config"]

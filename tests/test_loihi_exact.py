@@ -131,7 +131,7 @@ def test_export_equals_checkpoint_forward_on_real_recordings(tmp_path, nmnist_ro
     from psplava.pipeline import simulate_dataset
     from psplava.train.config import DEFAULTS, deep_merge
     from psplava.train.model import SNN
-    from psplava.train.trainer import save_checkpoint
+    from psplava.train.checkpoint import save_checkpoint
 
     for neuron, norm in (("srm", "psp_bn"), ("srm", "none")):
         torch.manual_seed(0)

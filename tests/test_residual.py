@@ -17,7 +17,7 @@ from psplava.train.arch import parse_arch, resnet_arch
 from psplava.train.config import DEFAULTS, deep_merge
 from psplava.train.model import SNN, FoldError
 from psplava.train.neurons.srm import psp, srm_spike
-from psplava.train.trainer import save_checkpoint
+from psplava.train.checkpoint import save_checkpoint
 
 from oracle import run as oracle_run
 from conftest import as_older_format
@@ -196,7 +196,7 @@ def test_table3_configs_build_resnet106():
     from pathlib import Path
 
     from psplava.train.config import load_config
-    from psplava.train.trainer import model_spec
+    from psplava.train.checkpoint import model_spec
 
     root = Path(__file__).resolve().parent.parent / "configs" / "resnet"
     paths = sorted(root.glob("paper_*.yaml"))

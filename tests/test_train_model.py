@@ -14,7 +14,7 @@ from psplava.errors import ConfigError
 from psplava.train.arch import parse_arch
 from psplava.train.config import load_config
 from psplava.train.model import SNN
-from psplava.train.trainer import load_checkpoint
+from psplava.train.checkpoint import load_checkpoint
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 PAPER_NMNIST = "34x34x2-n8c3-{n16c3}*5-n16c3-{n32c3}*5-10"

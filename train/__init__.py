@@ -15,8 +15,9 @@ Public API::
 from psplava.train.config import DEFAULTS, deep_merge, load_config
 from psplava.train.model import SNN, Arithmetic, FoldError, ModelSpec, NeuronKind
 from psplava.train.norm import NormKind
-from psplava.train.trainer import (evaluate, load_checkpoint, model_from_checkpoint, model_spec,
-                                   save_checkpoint, train)
+from psplava.train.checkpoint import (load_checkpoint, model_from_checkpoint, model_spec,
+                                      save_checkpoint)
+from psplava.train.trainer import evaluate, train
 
 
 def default_config(**sections) -> dict:

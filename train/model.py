@@ -46,8 +46,7 @@ from psplava.neurons import neuron_model
 from psplava.train.neurons import training_neuron
 from psplava.train import loihi_ops
 from psplava.train.loihi_ops import ste
-from psplava.train.norm import (MembraneNorm, NormKind, PSPNorm, causal_second_moment,
-                                statistics_frozen)
+from psplava.train.norm import MembraneNorm, NormKind, PSPNorm, statistics_frozen
 
 
 class FoldError(ConfigError):

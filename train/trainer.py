@@ -1,4 +1,4 @@
-"""Training and evaluation loops, checkpoints and metrics.
+"""Training and evaluation loops and metrics (checkpoints: :mod:`psplava.train.checkpoint`).
 
 A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one JSON
 object per epoch), ``best.pt`` and ``last.pt``.  Checkpoints are plain data (tensors,
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 
-import hashlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -29,12 +28,10 @@ from psplava.progress import progress as show_progress
 from psplava.errors import ConfigError, PsplavaError, atomic_path, writable_folder
 from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
 from psplava.train.model import SNN
-from psplava.train.norm import NormKind
 from psplava.device import describe, resolve_device
+from psplava.train.checkpoint import (init_from_checkpoint, load_checkpoint, to_cpu,
+                                      model_from_checkpoint, model_spec, save_checkpoint)
 from psplava.train.runtime import Runtime
-
-CHECKPOINT_FORMAT = 1
-
 
 # ----------------------------------------------------------------------------- helpers
 def set_threads(n: int | None) -> None:
@@ -43,15 +40,6 @@ def set_threads(n: int | None) -> None:
     import numba
 
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-
-
-def model_spec(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The model's complete spec (every field and neuron parameter, defaults filled in)."""
-    from psplava.train.model import ModelSpec
-
-    spec = dict(cfg["model"])
-    spec.setdefault("steps", int(cfg["data"]["steps"]))
-    return ModelSpec.from_dict(spec).complete()
 
 
 def build_datasets(cfg: dict[str, Any], split: str = "train"):
@@ -73,100 +61,6 @@ def batches(ds, indices: np.ndarray, batch_size: int, augment: dict[str, Any] | 
 def to_slayer(out: torch.Tensor) -> torch.Tensor:
     """(T, N, classes) -> (N, classes, T), lava-dl's loss/classifier layout."""
     return out.permute(1, 2, 0)
-
-
-# ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, model: SNN, cfg: dict[str, Any], **extra: Any) -> None:
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "config": cfg,
-        "model_spec": model_spec(cfg),
-        "model": _to_cpu(model.state_dict()),
-        **extra,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise PsplavaError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise PsplavaError(f"{path}: not a readable psplava checkpoint ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not isinstance(ckpt, dict) or "model_spec" not in ckpt or "model" not in ckpt:
-        raise PsplavaError(f"{path}: not a psplava checkpoint (no model_spec/model)")
-    try:
-        fmt = int(ckpt.get("format", 0))
-    except (TypeError, ValueError):
-        raise PsplavaError(f"{path}: checkpoint 'format' must be an integer") from None
-    if fmt > CHECKPOINT_FORMAT:
-        raise PsplavaError(f"{path}: checkpoint format {ckpt['format']} is newer than this "
-                           f"psplava understands ({CHECKPOINT_FORMAT})")
-    for key, kind in (("model_spec", dict), ("model", dict), ("config", dict)):
-        if not isinstance(ckpt.get(key), kind):
-            what = "missing" if key not in ckpt else f"a {type(ckpt[key]).__name__}"
-            raise PsplavaError(f"{path}: checkpoint field {key!r} is {what}, expected a "
-                               "mapping (not a psplava checkpoint, or a damaged one)")
-    if not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
-        raise PsplavaError(f"{path}: checkpoint field 'model' holds non-tensor values")
-    ckpt["_path"] = str(path)
-    return ckpt
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> SNN:
-    model = SNN(ckpt["model_spec"])
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:   # missing / unexpected keys, size mismatches
-        detail = " ".join(str(exc).split())
-        raise PsplavaError(f"{ckpt.get('_path', 'checkpoint')}: its parameters do not fit its "
-                           f"model_spec ({detail[:300]})") from None
-    model.eval()
-    return model
-
-
-def init_from_checkpoint(model: SNN, path: str | Path,
-                         calibration: Callable[[], torch.Tensor] | None = None
-                         ) -> dict[str, Any] | None:
-    """Load another checkpoint's parameters into ``model`` (a fine-tune's start): any
-    change of arithmetic, parameter-free normalization or neuron constants that keeps
-    every parameter's name and shape, or an SRM -> CUBA conversion
-    (:mod:`psplava.train.convert`; PSP-BN is calibrated on ``calibration()``'s batch).
-    Returns the conversion's summary, or None."""
-    ckpt = load_checkpoint(path)
-    if ckpt["model_spec"].get("norm", "none") == NormKind.NONE.value and \
-            NormKind(model.spec.norm).on_psp:
-        from psplava.train.convert import add_psp_norm
-
-        return add_psp_norm(model_from_checkpoint(ckpt), model, calibration, str(path))
-    if ckpt["model_spec"].get("neuron", "srm") != model.spec.neuron:
-        from psplava.train.convert import srm_to_cuba
-
-        return srm_to_cuba(model_from_checkpoint(ckpt), model, calibration, str(path))
-    own = model.state_dict()
-    theirs = ckpt["model"]
-    # a causal PSP-LN prior that the source lacks starts at 1 and follows the fine-tune
-    missing = sorted(k for k in set(own) - set(theirs) if not k.endswith(".pre.prior_m2"))
-    extra = sorted(set(theirs) - set(own))
-    shapes = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
-    if missing or extra or shapes:
-        raise ConfigError(f"{path}: cannot initialise from this checkpoint: parameters "
-                          f"missing {missing[:4]}, unexpected {extra[:4]}, of another shape "
-                          f"{shapes[:4]} (the architecture or the kind of norm differs)")
-    model.load_state_dict(theirs, strict=False)
-    return None
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 #: training recordings run through an SRM model to calibrate an SRM -> CUBA conversion
@@ -541,7 +435,7 @@ def _commit_epoch(out: Path, model: SNN, cfg: dict[str, Any], optimizer, epoch: 
     moment: best.pt before the last.pt that records it; last.pt commits the epoch; its
     metrics row follows (a resume repairs the log from last.pt, so no epoch is ever
     missing or twice)."""
-    extra = {"epoch": epoch, "optimizer": _to_cpu(optimizer.state_dict()), "best": best,
+    extra = {"epoch": epoch, "optimizer": to_cpu(optimizer.state_dict()), "best": best,
              "metrics": row}
     if is_best:
         save_checkpoint(out / "best.pt", model, cfg, **extra)
@@ -631,18 +525,6 @@ def _init_fine_tune(model: SNN, cfg: dict[str, Any], full, tr_idx, va_idx, out: 
             tmp.write_text(json.dumps(start, indent=1) + "\n")
     log(f"start: val acc {va0['accuracy']:.3f} on {va0['samples']} held-out "
         f"recordings (start.json)")
-
-
-def _to_cpu(obj: Any) -> Any:
-    """A copy of nested dicts / lists of tensors with every tensor on the CPU (run folders
-    load anywhere, whatever device wrote them)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
 
 
 def evaluate(ckpt_path: str | Path, dataset: str | None = None, root: str | None = None,

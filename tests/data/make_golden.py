@@ -23,7 +23,7 @@ from oracle import run as oracle_run  # noqa: E402
 from psplava.export.exporter import export_checkpoint  # noqa: E402
 from psplava.train.config import DEFAULTS, deep_merge  # noqa: E402
 from psplava.train.model import SNN  # noqa: E402
-from psplava.train.trainer import save_checkpoint  # noqa: E402
+from psplava.train.checkpoint import save_checkpoint  # noqa: E402
 
 T = 40
 CASES = {
