@@ -80,7 +80,8 @@ def bench(name: str, arch: str, n: int, n_stock: int, root: Path, tmp: Path) -> 
     from psplava.data.nmnist import NMNIST
     from psplava.export.exporter import export_checkpoint
     from psplava.netfile import read_netfile
-    from psplava.pipeline import file_latency, simulate_dataset
+    from psplava.netfile import file_latency
+    from psplava.pipeline import simulate_dataset
     from psplava.sim.fixed import internal_to_lava, run_fixed
     from psplava.train.trainer import evaluate
 

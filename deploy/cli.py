@@ -15,7 +15,8 @@ def _dataset_inputs(args, net) -> tuple:
     import numpy as np
 
     from psplava.budget import check_fits
-    from psplava.pipeline import batch_bytes, file_dataset
+    from psplava.budget import batch_bytes
+    from psplava.data import file_dataset
 
     ds, d = file_dataset(net, args.dataset, args.root, args.split, args.limit, args.steps,
                          args.dt)
@@ -66,7 +67,7 @@ def _run_target(args, net, hardware: bool) -> dict:
     import numpy as np
 
     from psplava.deploy import loihi2
-    from psplava.pipeline import file_latency
+    from psplava.netfile import file_latency
     from psplava.sim.fixed import internal_to_lava
 
     xs, ys = _dataset_inputs(args, net)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from psplava.errors import PsplavaError
+from psplava.netfile import NetFile, input_shape
 
 #: the share of the machine's memory one allocation plan may take
 SHARE = 0.5
@@ -28,3 +31,12 @@ def check_fits(nbytes: float, what: str) -> None:
         raise PsplavaError(f"{what} would need about {nbytes / 2**30:,.1f} GiB of memory, more "
                            f"than {limit / 2**30:,.1f} GiB ({SHARE:.0%} of this machine's); "
                            "use fewer steps or recordings")
+
+
+def batch_bytes(net: NetFile, n: int, steps: int) -> float:
+    """Bytes a batch of ``n`` recordings of ``steps`` steps takes through a file's engines:
+    the input in float32 (twice: binned and padded) and every layer's output."""
+    inputs = float(np.prod(input_shape(net)))
+    neurons = sum(float(np.prod(layer.shape)) for layer in net.layers
+                  if layer.type in ("conv", "dense"))
+    return float(n) * steps * (8 * inputs + 9 * neurons)

@@ -110,7 +110,7 @@ def float_outputs(graph, dt: float, xs: np.ndarray, batch: int = 32
 def file_outputs(path: str, xs: np.ndarray, engine: str) -> tuple[np.ndarray, list[int]]:
     """Output spike counts per sample and spikes per layer of the file, for xs (T, N, ...)
     padded with the file's latency (both engines)."""
-    from psplava.pipeline import file_latency
+    from psplava.netfile import file_latency
     from psplava.sim.fixed import internal_to_lava, run_fixed
 
     net = read_netfile(path)

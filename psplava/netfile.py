@@ -51,7 +51,7 @@ import numpy as np
 
 from psplava.errors import PsplavaError
 from psplava.loihi import DynamicThreshold
-from psplava.neurons import NeuronGroupError, NeuronModel, neuron_model
+from psplava.neurons import NeuronGroupError, NeuronModel, network_latency, neuron_model
 
 FORMAT_VERSION = 5
 #: files with a dynamic threshold's prior need a reader of this version
@@ -592,3 +592,9 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
             out.write(mem.getbuffer())
             out.flush()
             os.fsync(out.fileno())
+
+
+def file_latency(net: NetFile) -> int:
+    """Steps the file's output lags its input (SRM 0, CUBA one per layer)."""
+    layers = [layer for layer in net.layers if layer.type in ("conv", "dense")]
+    return network_latency({layer.model.type_name for layer in layers}, len(layers))

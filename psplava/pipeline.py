@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from psplava.device import describe, resolve_device
-from psplava.neurons import network_latency
+from psplava.budget import batch_bytes
+from psplava.data import file_dataset
+from psplava.netfile import file_latency
 from psplava.budget import check_fits
 from psplava.progress import progress as show_progress
 from psplava.errors import PsplavaError
@@ -98,47 +100,6 @@ def _engine_batch(net, x: np.ndarray, lava_net=None, progress=None,
     outs = lava_net.run(internal_to_lava(x), progress)  # each (N, ..., T)
     return [np.moveaxis(o, -1, 0) if o.ndim == 3 else o.transpose(4, 0, 2, 1, 3)
             for o in outs]
-
-
-def file_latency(net) -> int:
-    """Steps the file's output lags its input (SRM 0, CUBA one per layer)."""
-    layers = [layer for layer in net.layers if layer.type in ("conv", "dense")]
-    return network_latency({layer.model.type_name for layer in layers}, len(layers))
-
-
-def batch_bytes(net, n: int, steps: int) -> float:
-    """Bytes a batch of ``n`` recordings of ``steps`` steps takes through a file's engines:
-    the input in float32 (twice: binned and padded) and every layer's output."""
-    from psplava.netfile import input_shape
-
-    inputs = float(np.prod(input_shape(net)))
-    neurons = sum(float(np.prod(layer.shape)) for layer in net.layers
-                  if layer.type in ("conv", "dense"))
-    return float(n) * steps * (8 * inputs + 9 * neurons)
-
-
-def file_dataset(net, dataset: str | None, root: str | None, split: str,
-                 limit: int | None = None, steps: int | None = None, dt: float | None = None):
-    """``(dataset, data config)`` of the recordings a ``.net`` file runs on: its run's
-    config (the file's ``config`` attribute), overridden by the given values; ``val`` means
-    the recordings that run held out."""
-    from psplava.data import dataset_from_config
-
-    cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
-    d = dict(cfg.get("data", {}))
-    if steps:
-        d["steps"] = steps
-    if dt:
-        d["dt_ms"] = dt
-    if not d.get("steps"):
-        raise PsplavaError(f"{net.path}: the file carries no config; give --steps")
-    if dataset:
-        d["dataset"] = dataset
-    if not d.get("dataset"):
-        raise PsplavaError(f"{net.path}: the file carries no config; give --dataset")
-    if split == "val" and "val_count" not in d:
-        raise PsplavaError(f"{net.path}: --split val needs the run's config in the file")
-    return dataset_from_config({**cfg, "data": d}, split, dataset, root, limit), d
 
 
 def simulate_dataset(model: str, dataset: str | None, root: str | None, split: str,

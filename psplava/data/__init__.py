@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from psplava.data.events import Binning, bin_events, read_nmnist_file
-from psplava.errors import DataError
+from psplava.errors import DataError, PsplavaError
 
 
 class DatasetName(str, Enum):
@@ -137,5 +138,28 @@ def train_val_split(n: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-__all__ = ["Binning", "DatasetName", "Subset", "bin_events", "dataset_from_config", "make_dataset",
-           "read_nmnist_file", "resolve_root", "split_seed", "train_val_split", "SHARED_DATA", "REPO_ROOT"]
+__all__ = ["Binning", "DatasetName", "Subset", "bin_events", "dataset_from_config", "file_dataset",
+           "make_dataset", "read_nmnist_file", "resolve_root", "split_seed", "train_val_split",
+           "SHARED_DATA", "REPO_ROOT"]
+
+
+def file_dataset(net, dataset: str | None, root: str | None, split: str,
+                 limit: int | None = None, steps: int | None = None, dt: float | None = None):
+    """``(dataset, data config)`` of the recordings a ``.net`` file runs on: its run's
+    config (the file's ``config`` attribute), overridden by the given values; ``val`` means
+    the recordings that run held out."""
+    cfg = json.loads(net.attrs["config"]) if "config" in net.attrs else {}
+    d = dict(cfg.get("data", {}))
+    if steps:
+        d["steps"] = steps
+    if dt:
+        d["dt_ms"] = dt
+    if not d.get("steps"):
+        raise PsplavaError(f"{net.path}: the file carries no config; give --steps")
+    if dataset:
+        d["dataset"] = dataset
+    if not d.get("dataset"):
+        raise PsplavaError(f"{net.path}: the file carries no config; give --dataset")
+    if split == "val" and "val_count" not in d:
+        raise PsplavaError(f"{net.path}: --split val needs the run's config in the file")
+    return dataset_from_config({**cfg, "data": d}, split, dataset, root, limit), d
