@@ -82,7 +82,7 @@ def main() -> None:
     from psplava.data.nmnist import NMNIST
     from psplava.export.exporter import export_checkpoint
     from psplava.netfile import read_netfile
-    from psplava.pipeline import CheckpointReference, count_mismatches
+    from psplava.cli.pipeline import CheckpointReference, count_mismatches
     from psplava.sim.fixed import internal_to_lava, lava_layer_to_internal, run_fixed
     from psplava.sim.lava_engine import run_lava
 

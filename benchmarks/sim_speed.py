@@ -9,7 +9,7 @@ training) and exported, on the first ``--samples`` shared N-MNIST training recor
 (T = 100 bins of 3 ms, padded with the file's latency), all on one thread (Lava's
 conv workers deadlock with more), this script times in one run:
 
-- ``psplava sim --engine lava`` (:func:`psplava.pipeline.simulate_dataset`): the network
+- ``psplava sim --engine lava`` (:func:`psplava.cli.pipeline.simulate_dataset`): the network
   built once, samples streamed;
 - stock netx built per sample, as lava-dl's tutorials run it (``netx.hdf5.Network``,
   RingBuffer source and sink, Lava's default conv), on the first ``--stock-samples``
@@ -81,7 +81,7 @@ def bench(name: str, arch: str, n: int, n_stock: int, root: Path, tmp: Path) -> 
     from psplava.export.exporter import export_checkpoint
     from psplava.netfile import read_netfile
     from psplava.netfile import file_latency
-    from psplava.pipeline import simulate_dataset
+    from psplava.cli.pipeline import simulate_dataset
     from psplava.sim.fixed import internal_to_lava, run_fixed
     from psplava.train.trainer import evaluate
 

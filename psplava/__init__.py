@@ -12,7 +12,7 @@ Stages (each a subpackage mapped from a folder at the repository root; they impo
 Shared core: :mod:`psplava.neurons` (one module per neuron type: file group, hardware
 parameters, integer step), :mod:`psplava.loihi` (the chip's number formats and exact
 synapses), :mod:`psplava.netfile` (the ``.net`` schema), :mod:`psplava.data` (datasets),
-:mod:`psplava.errors`.  Glue above the stages: :mod:`psplava.pipeline` (checkpoint vs file
+:mod:`psplava.errors`.  Glue above the stages: :mod:`psplava.cli.pipeline` (checkpoint vs file
 comparisons, dataset simulation, the demo) and the command line :mod:`psplava.cli`.
 """
 

@@ -17,7 +17,7 @@ import torch
 
 from oracle import run as oracle_run
 from psplava.netfile import read_netfile
-from psplava.pipeline import CheckpointReference
+from psplava.cli.pipeline import CheckpointReference
 from psplava.sim.fixed import run_fixed
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -128,7 +128,7 @@ def test_export_equals_checkpoint_forward_on_real_recordings(tmp_path, nmnist_ro
     """A fine-tuned-style check on real data: checkpoint (loihi) vs its export in the
     reference engine, 0 mismatches in every layer; the exporter's values are guarded."""
     from psplava.export.exporter import export_checkpoint
-    from psplava.pipeline import simulate_dataset
+    from psplava.cli.pipeline import simulate_dataset
     from psplava.train.config import DEFAULTS, deep_merge
     from psplava.train.model import SNN
     from psplava.train.checkpoint import save_checkpoint

@@ -328,7 +328,7 @@ VAL = {"data": {"dataset": "nmnist", "steps": 100, "dt_ms": 3.0, "val_count": 10
 @pytest.fixture(scope="module")
 def val_recordings():
     from psplava.data import SHARED_DATA
-    from psplava.import_cli import load_samples
+    from psplava.cli.import_nir import load_samples
 
     root = SHARED_DATA / "nmnist_small"
     if not (root / "train" / "labels.csv").is_file():

@@ -105,7 +105,7 @@ def test_residual_file_equals_oracle_model_reference_and_lava(tmp_path, block):
     """The exported file (format 3 skips) against an oracle that shares no code, the
     checkpoint's loihi arithmetic and the reference engine: 0 mismatches in every layer;
     Lava equal to the reference engine."""
-    from psplava.pipeline import CheckpointReference
+    from psplava.cli.pipeline import CheckpointReference
     from psplava.sim.lava_engine import run_lava
 
     # post-activation nets fall silent with depth (the paper's point): a larger init keeps
@@ -170,7 +170,7 @@ def test_residual_causal_psp_ln_is_refused_at_export(tmp_path):
 def test_average_pooling_into_dense_exports_exactly(tmp_path):
     """Average pooling folds into the dense synapse (sum pooling, weights / K^2): the file
     computes what the loihi model does; max pooling is refused by name."""
-    from psplava.pipeline import CheckpointReference
+    from psplava.cli.pipeline import CheckpointReference
 
     ckpt, model = _ckpt(tmp_path, arch="10x10x2-n3c3-ap3-n5", block="pre")
     path = tmp_path / "pool.net"

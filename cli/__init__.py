@@ -11,8 +11,10 @@ import json
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import Callable, Sequence
 
+import psplava
 from psplava.children import kill_children
 from psplava.argtypes import count_int, positive_float, positive_int, steps_int
 from psplava.errors import PsplavaError
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_stage_commands() -> None:
     """Stage packages add their subcommands (train, evaluate, report, ...) here."""
-    from psplava import import_cli, sim_cli
+    from psplava.cli import import_nir as import_cli, sim as sim_cli
     from psplava.deploy import cli as deploy_cli
     from psplava.export import cli as export_cli
     from psplava.train import cli as train_cli
@@ -146,11 +148,11 @@ def _register_stage_commands() -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from psplava.cli.pipeline import run_demo  # loads torch, lava-dl: only for the demo
 
-    from psplava.pipeline import run_demo
-
-    config = args.config or Path(__file__).resolve().parent / "configs" / "demo_digits.yaml"
+    # the packaged default (psplava/configs), wherever psplava is installed
+    config = args.config or Path(psplava.__file__).resolve().parent / "configs" / \
+        "demo_digits.yaml"
     print(json.dumps(run_demo(config, args.set, args.out, args.lava_samples,
                               args.test_samples, overwrite=args.overwrite)))
     return 0

@@ -1,7 +1,7 @@
 """``psplava sim``: run a ``.net`` file in Lava or the fixed-point reference engine.
 
 A command of the glue layer: with ``--dataset`` / ``--compare`` it needs checkpoints and
-datasets as well as the simulators (:mod:`psplava.pipeline`).
+datasets as well as the simulators (:mod:`psplava.cli.pipeline`).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _sim_dataset(args: argparse.Namespace) -> int:
-    from psplava.pipeline import simulate_dataset
+    from psplava.cli.pipeline import simulate_dataset
 
     res = simulate_dataset(args.model, args.dataset, args.root, args.split, args.limit,
                            args.engine, args.compare, args.steps, args.dt,
