@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from psplava.netfile import NetFile, NetLayer
+from psplava.netfile import NetFile, NetLayer, SkipMode
 from psplava.neurons import srm
 
 #: Loihi 2 limits used by the planner (sources: docs/loihi2.md)
@@ -162,14 +162,14 @@ def edges(net: NetFile) -> list[Edge]:
             out.append(Edge(src, i, np.full(n_in, int(layer.weight.shape[0]), dtype=np.int64),
                             int(layer.weight.size), int(layer.weight.shape[1])))
         for skip in layer.skips:
-            s = skip["source"]
+            s = skip.source
             s_shape = tuple(layers[s].shape)
-            if skip["mode"] == "membrane":   # one relay connection per neuron
+            if skip.mode is SkipMode.MEMBRANE:   # one relay connection per neuron
                 n = int(np.prod(s_shape))
                 out.append(Edge(s, i, np.ones(n, dtype=np.int64), n, 1))
             else:
-                out.append(_conv_edge(s, i, s_shape, skip["weight"], layer.shape,
-                                      skip["stride"], skip["padding"]))
+                out.append(_conv_edge(s, i, s_shape, skip.weight, layer.shape,
+                                      skip.stride, skip.padding))
     return out
 
 
@@ -198,7 +198,7 @@ def plan(net: NetFile, limits: dict[str, Any] | None = None) -> dict[str, Any]:
             syn, fan_in = sum(e.synapses for e in into), sum(e.fan_in for e in into)
         else:   # a dense-first file's first layer: its inputs are the file's input
             syn, fan_in = int(layer.weight.size), int(layer.weight.shape[1])
-        weights = [layer.weight] + [k["weight"] for k in layer.skips if k["mode"] == "conv"]
+        weights = [layer.weight] + [k.weight for k in layer.skips if k.mode is SkipMode.CONV]
         kernel = sum(int(w.size) for w in weights)
         bits = _weight_bits(weights)
         mem = int(math.ceil(syn * bits / 8))

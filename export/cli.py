@@ -152,12 +152,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                 f", prior {dyn.prior:.4g} over {dyn.prior_steps:g} steps)" if dyn.prior_steps
                 else ")")
         for skip in layer.skips:
-            extra += f" + skip({skip['mode']} of layer/{skip['source']})"
+            extra += f" + skip({skip.mode.value} of layer/{skip.source})"
         print(f"  {layer.index:3d} {layer.type:8s} shape={layer.shape} {extra}")
         rows.append({"index": layer.index, "type": layer.type, "shape": list(layer.shape),
                      "neuron": layer.neuron.get("type"),
                      "dynamic_threshold": layer.dynamic_threshold is not None,
-                     "skips": [{"source": k["source"], "mode": k["mode"]}
+                     "skips": [{"source": k.source, "mode": k.mode.value}
                                for k in layer.skips]})
     print(json.dumps({"path": net.path, "format": net.version, "layers": rows,
                       "provenance": prov}))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from psplava.errors import PsplavaError
-from psplava.netfile import NetLayer, write_netfile
+from psplava.netfile import NetLayer, Skip, SkipMode, write_netfile
 from psplava.neurons import neuron_model
 from psplava.train.model import SNN, FoldError, LayerHardware
 
@@ -72,12 +72,10 @@ def build_layers(model: SNN, k_max: float | None = None
             if hw.shortcut is not None:  # a residual block's second layer (format 3 skip)
                 src = file_index[i - 2]
                 if hw.shortcut == "membrane":
-                    entry.skips = [{"source": src, "mode": "membrane"}]
+                    entry.skips = [Skip(src, SkipMode.MEMBRANE)]
                 else:
-                    entry.skips = [{"source": src, "mode": "conv",
-                                    "weight": _int(hw.short_weight),
-                                    "stride": (hw.short_stride, hw.short_stride),
-                                    "padding": (0, 0)}]
+                    entry.skips = [Skip(src, SkipMode.CONV, _int(hw.short_weight),
+                                        (hw.short_stride, hw.short_stride), (0, 0))]
             layers.append(entry)
             file_index.append(entry.index)
             theta = layer.neuron.threshold

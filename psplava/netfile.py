@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
@@ -68,12 +69,48 @@ class NetFileError(PsplavaError):
     """A ``.net`` file is unreadable, inconsistent or uses unsupported features."""
 
 
+class LayerKind(str, Enum):
+    """netx's layer ``type`` (the ones psplava reads and writes)."""
+
+    INPUT = "input"
+    CONV = "conv"
+    DENSE = "dense"
+    FLATTEN = "flatten"
+
+
+class SkipMode(str, Enum):
+    """How a skip input reaches a layer's neurons (format 3)."""
+
+    CONV = "conv"           # a conv synapse from the source's output (PSP messages)
+    MEMBRANE = "membrane"   # the source's synaptic input z of the same step, as is
+
+
+@dataclass(frozen=True)
+class Skip:
+    """One more input of a layer's neurons (format 3, residual networks), summed with its
+    own synapse's: from layer ``source``; a ``conv`` skip has its own weight (out, in, kh,
+    kw), stride and padding."""
+
+    source: int
+    mode: SkipMode
+    weight: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+
+    def group(self) -> dict[str, Any]:
+        """The file's ``skip/<j>`` datasets."""
+        out: dict[str, Any] = {"source": self.source, "mode": SkipMode(self.mode).value}
+        if SkipMode(self.mode) is SkipMode.CONV:
+            out.update(weight=self.weight, stride=self.stride, padding=self.padding)
+        return out
+
+
 @dataclass
 class NetLayer:
     """One layer as read from a file (integers as stored)."""
 
     index: int
-    type: str
+    type: LayerKind                        # a plain string is converted
     shape: tuple[int, ...]                 # (C, H, W) or (F,)
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
@@ -83,7 +120,10 @@ class NetLayer:
     dynamic_threshold: DynamicThreshold | None = None
     quant: dict[str, float] = field(default_factory=dict)
     delay: np.ndarray | None = None        # lava-dl's axonal delays (dense), steps
-    skips: list[dict[str, Any]] = field(default_factory=list)  # format 3: more inputs
+    skips: list[Skip] = field(default_factory=list)  # format 3: more inputs
+
+    def __post_init__(self) -> None:
+        self.type = LayerKind(self.type)
 
     @property
     def model(self) -> NeuronModel:
@@ -286,10 +326,10 @@ def _read_common(where, grp, layer: NetLayer) -> None:
                        for k in grp["quant"].keys()}
 
 
-SKIP_MODES = ("conv", "membrane")
+SKIP_MODES = tuple(m.value for m in SkipMode)
 
 
-def _read_skip(where: str, grp) -> dict[str, Any]:
+def _read_skip(where: str, grp) -> Skip:
     """One more input of a layer (format 3): ``source`` and ``mode``, and for ``conv`` its
     weight (out, in, kh, kw), stride and padding."""
     mode = _text(_need(where, grp, "mode"))
@@ -299,19 +339,16 @@ def _read_skip(where: str, grp) -> dict[str, Any]:
     src = _finite_ints(where, "source", _need(where, grp, "source"), 0, 1 << 20)
     if src.size != 1:
         raise NetFileError(f"{where}: field 'source' must be one layer index")
-    out: dict[str, Any] = {"source": int(src.reshape(-1)[0]), "mode": mode}
-    if mode == "conv":
-        w = _finite_ints(where, "weight", _need(where, grp, "weight"), -WEIGHT_LIMIT,
-                         WEIGHT_LIMIT)
-        if w.ndim != 4:
-            raise NetFileError(f"{where}: field 'weight' has shape {w.shape}, expected "
-                               "(out, in, kh, kw)")
-        out["weight"] = w
-        out["stride"] = _pair(_finite_ints(where, "stride", _need(where, grp, "stride"), 1,
-                                           1 << 16))
-        out["padding"] = _pair(_finite_ints(where, "padding", _need(where, grp, "padding"),
-                                            0, 1 << 16))
-    return out
+    source = int(src.reshape(-1)[0])
+    if mode == SkipMode.MEMBRANE:
+        return Skip(source, SkipMode.MEMBRANE)
+    w = _finite_ints(where, "weight", _need(where, grp, "weight"), -WEIGHT_LIMIT, WEIGHT_LIMIT)
+    if w.ndim != 4:
+        raise NetFileError(f"{where}: field 'weight' has shape {w.shape}, expected "
+                           "(out, in, kh, kw)")
+    return Skip(source, SkipMode.CONV, w,
+                _pair(_finite_ints(where, "stride", _need(where, grp, "stride"), 1, 1 << 16)),
+                _pair(_finite_ints(where, "padding", _need(where, grp, "padding"), 0, 1 << 16)))
 
 
 def _read_flatten(where, grp, layer: NetLayer) -> None:
@@ -480,27 +517,27 @@ def _check_chain(path: Path, layers: list[NetLayer]) -> None:
 
 
 def _check_skip(path: Path, layers: list[NetLayer], layer: NetLayer, j: int,
-                skip: dict[str, Any]) -> None:
+                skip: Skip) -> None:
     """A skip input's source exists before the layer, and shapes and PSP decays agree."""
     where = f"{path}: layer/{layer.index}/skip/{j}"
-    src = skip["source"]
+    src = skip.source
     if not 0 <= src < layer.index or layers[src].type == "flatten":
         raise NetFileError(f"{where}: field 'source' {src} must name an earlier input, conv "
                            f"or dense layer")
     if not layer.model.skip_inputs or layer.type != "conv":
         raise NetFileError(f"{where}: skip inputs are supported on SRM conv layers")
     source = layers[src]
-    if skip["mode"] == "membrane":
+    if skip.mode is SkipMode.MEMBRANE:
         if source.type not in ("conv", "dense") or tuple(source.shape) != tuple(layer.shape):
             raise NetFileError(f"{where}: a membrane skip needs a neuron layer of the same "
                                f"shape {layer.shape}; layer/{src} has {source.shape}")
         return
-    w = skip["weight"]
+    w = skip.weight
     if len(source.shape) != 3 or w.shape[1] != source.shape[0] or w.shape[0] != layer.shape[0]:
         raise NetFileError(f"{where}: field 'weight' {w.shape} does not connect layer/{src} "
                            f"{source.shape} to {layer.shape}")
     k = w.shape[2]
-    out_hw = [(source.shape[1 + d] + 2 * skip["padding"][d] - k) // skip["stride"][d] + 1
+    out_hw = [(source.shape[1 + d] + 2 * skip.padding[d] - k) // skip.stride[d] + 1
               for d in range(2)]
     if list(layer.shape[1:]) != out_hw:
         raise NetFileError(f"{where}: the conv of layer/{src} {source.shape} gives H, W = "
@@ -565,7 +602,8 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                 f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) else v
             for i, layer in enumerate(layers):
                 g = f.create_group(f"layer/{i}")
-                g.create_dataset("type", (1,), "S10", [layer.type.encode("ascii")])
+                kind = LayerKind(layer.type).value
+                g.create_dataset("type", (1,), "S10", [kind.encode("ascii")])
                 g.create_dataset("shape", data=np.asarray(layer.shape))
                 conv = layer.type == "conv"
                 for key, value in (("weight", layer.weight), ("bias", layer.bias),
@@ -579,7 +617,7 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                     g.create_dataset("groups", data=1)
                 for j, skip in enumerate(layer.skips):
                     sg = g.create_group(f"skip/{j}")
-                    for key, value in skip.items():
+                    for key, value in skip.group().items():
                         sg.create_dataset(key, data=np.asarray(value) if key != "mode" else value)
                 for sub, values in (("neuron", layer.neuron),
                                     ("dynamicThreshold", _dynamic_group(layer.dynamic_threshold)),

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from psplava import loihi
-from psplava.netfile import NetFile, NetFileError, NetLayer, input_shape
+from psplava.netfile import NetFile, NetFileError, NetLayer, SkipMode, input_shape
 from psplava.neurons import srm
 
 
@@ -123,16 +123,16 @@ def run_fixed(net: NetFile, x: np.ndarray, device: torch.device | str = "cpu"
 
 def _run_psp(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
     """Networks of psplava's neurons (SRM and its kind: they send alpha PSPs), layer by
-    layer over all steps, each layer's neurons stepped by its type's ``run``.  A layer's ``skip`` inputs (format
-    3, residual networks) add a conv of an earlier layer's PSP, or that layer's synaptic
-    input as is (kept only until its last use)."""
+    layer over all steps, each layer's neurons stepped by its type's ``run``.  A layer's
+    ``skip`` inputs (format 3, residual networks) add a conv of an earlier layer's PSP, or
+    that layer's synaptic input as is (kept only until its last use)."""
     spikes: dict[int, torch.Tensor] = {0: x}      # file index -> spikes (T, N, ...)
     psps: dict[int, torch.Tensor] = {}            # ... -> PSP messages a conv skip reads
     zs: dict[int, torch.Tensor] = {}
     last_use: dict[int, int] = {}
     for layer in layers:
         for skip in layer.skips:
-            last_use[skip["source"]] = layer.index
+            last_use[skip.source] = layer.index
     prev = 0
     outs = []
     for layer in layers:
@@ -143,11 +143,11 @@ def _run_psp(layers: list[NetLayer], x: torch.Tensor) -> list[np.ndarray]:
             psps[prev] = y
         z = _synapse(layer, y)
         for skip in layer.skips:
-            src = skip["source"]
-            if skip["mode"] == "membrane":
+            src = skip.source
+            if skip.mode is SkipMode.MEMBRANE:
                 z = z + zs[src]
             else:
-                z = z + _conv(psps[src], skip["weight"], skip["stride"], skip["padding"])
+                z = z + _conv(psps[src], skip.weight, skip.stride, skip.padding)
         if layer.index in last_use:
             zs[layer.index] = z
         if layer.bias is not None:

@@ -39,7 +39,7 @@ import numpy as np
 
 from psplava.children import kill_children
 from psplava.lavadl import import_lava_runtime
-from psplava.netfile import NetFileError, input_shape, read_netfile
+from psplava.netfile import NetFileError, SkipMode, input_shape, read_netfile
 
 import_lava_runtime()
 
@@ -375,13 +375,13 @@ def _build_srm(net_file, window: int | None):
                           window=window)
         syn.a_out.connect(neuron.a_in)
         for skip in layer.skips:   # format 3: residual inputs, summed at a_in
-            src, src_shape = made[skip["source"]]
-            if skip["mode"] == "membrane":   # the source's membrane input, same step
+            src, src_shape = made[skip.source]
+            if skip.mode is SkipMode.MEMBRANE:   # the source's membrane input, same step
                 src.z_out.connect(neuron.a_in)
             else:                            # a conv of the source's PSP (one-step buffer)
-                sk = Conv(weight=_lava_conv_weight(skip["weight"]), input_shape=src_shape,
-                          padding=tuple(skip["padding"][::-1]),
-                          stride=tuple(skip["stride"][::-1]), num_message_bits=24)
+                sk = Conv(weight=_lava_conv_weight(skip.weight), input_shape=src_shape,
+                          padding=tuple(skip.padding[::-1]),
+                          stride=tuple(skip.stride[::-1]), num_message_bits=24)
                 src.s_out.connect(sk.s_in)
                 sk.a_out.connect(neuron.a_in)
         made[layer.index] = (neuron, shape)

@@ -114,7 +114,7 @@ def test_residual_file_equals_oracle_model_reference_and_lava(tmp_path, block):
     path = tmp_path / f"{block}.net"
     export_checkpoint(ckpt, path)
     net = read_netfile(path)
-    modes = [s["mode"] for layer in net.layers for s in layer.skips]
+    modes = [s.mode.value for layer in net.layers for s in layer.skips]
     assert modes == (["membrane", "conv", "membrane"] if block == "pre" else ["conv"] * 3)
     x = _input((10, 10, 2), 24, p=0.15 if block == "pre" else 0.3)
     ref = run_fixed(net, x)
