@@ -336,14 +336,33 @@ def _resume_state(out: Path, cfg: dict[str, Any], rt: Runtime) -> dict[str, Any]
 
 def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
            rt: Runtime) -> dict[str, Any]:
+    full, tr_idx, va_idx, model = _setup(cfg, out, resume, log, rt)
+    state = _start(cfg, out, resume, model, (full, tr_idx, va_idx), progress, log, rt)
+    net = _wrap(model, rt, bool(cfg["train"].get("checkpoint_blocks")))
+    optimizer = make_optimizer(model, cfg)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if rt.is_main:
+        with atomic_path(out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    start_epoch = 0 if state is None else int(state["epoch"]) + 1
+    best = dict((state or {}).get("best") or {"accuracy": -1.0})
+    best = _epochs(cfg, out, model, net, optimizer, (full, tr_idx, va_idx), start_epoch, best,
+                   progress, log, rt)
+    rt.barrier()  # the last epoch is committed before any rank returns
+    return {**best, "device": describe(rt.device), "world_size": rt.world_size}
+
+
+def _setup(cfg: dict[str, Any], out: Path, resume: bool, log, rt: Runtime):
+    """The run folder cleaned of a killed run's leftovers, threads and seed set, the data
+    split and the model on its device: ``(dataset, train indices, val indices, model)``."""
     if rt.is_main:
         for stale in out.glob(".*.tmp"):  # temp files of a killed run (atomic_path)
             stale.unlink(missing_ok=True)
         _drop_replaced(out)
     t = cfg["train"]
     _set_rank_threads(t, rt)
-    seed = int(t["seed"])
-    torch.manual_seed(seed)
+    torch.manual_seed(int(t["seed"]))
     if t.get("init_from"):
         # found as data.root is: from the current folder, else the repository's
         t["init_from"] = str(resolve_root(t["init_from"]))
@@ -356,7 +375,13 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
     where = describe(rt.device) + (f", {rt.world_size} processes ({rt.backend})"
                                    if rt.distributed else "")
     log(f"training on {where}")
-    start_epoch, best = 0, {"accuracy": -1.0}
+    return full, tr_idx, va_idx, model
+
+
+def _start(cfg: dict[str, Any], out: Path, resume: bool, model: SNN, data, progress: bool,
+           log, rt: Runtime) -> dict[str, Any] | None:
+    """Where the run starts: ``last.pt``'s state, loaded into ``model`` (resume), or None
+    (a fresh start: old metrics dropped, a fine-tune's source loaded)."""
     metrics_path = out / "metrics.jsonl"
     has_last = rt.broadcast((out / "last.pt").is_file() if rt.is_main else None)
     if resume and not has_last:
@@ -367,44 +392,40 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
     state = _resume_state(out, cfg, rt) if resume else None
     if state is not None:
         model.load_state_dict(state["model"])
-        start_epoch = int(state["epoch"]) + 1
-        best = dict(state.get("best") or best)
         if rt.is_main:
-            _repair_metrics(metrics_path, start_epoch, state.get("metrics"))
-    else:
-        if rt.is_main:
-            metrics_path.unlink(missing_ok=True)
-            (out / "start.json").unlink(missing_ok=True)
-        if t.get("init_from"):  # every rank reads the same file: the same start
-            _init_fine_tune(model, cfg, full, tr_idx, va_idx, out, progress, log, rt)
-    net = _wrap(model, rt, bool(t.get("checkpoint_blocks")))
-    optimizer = make_optimizer(model, cfg)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
+            _repair_metrics(metrics_path, int(state["epoch"]) + 1, state.get("metrics"))
+        return state
     if rt.is_main:
-        with atomic_path(out / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        metrics_path.unlink(missing_ok=True)
+        (out / "start.json").unlink(missing_ok=True)
+    if cfg["train"].get("init_from"):  # every rank reads the same file: the same start
+        _init_fine_tune(model, cfg, *data, out, progress, log, rt)
+    return None
+
+
+def _epochs(cfg: dict[str, Any], out: Path, model: SNN, net, optimizer, data,
+            start_epoch: int, best: dict[str, Any], progress: bool, log, rt: Runtime
+            ) -> dict[str, Any]:
+    """The epochs from ``start_epoch`` on, each committed by rank 0; returns the best."""
+    t = cfg["train"]
+    full, tr_idx, va_idx = data
+    seed, epochs = int(t["seed"]), int(t["epochs"])
     per_epoch = t.get("samples_per_epoch")
     limit_s = float(t["time_limit_min"]) * 60 if t.get("time_limit_min") else None
     board = _tensorboard(out) if rt.is_main else None
     t_start = time.time()
-    for epoch in range(start_epoch, int(t["epochs"])):
+    for epoch in range(start_epoch, epochs):
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(tr_idx)
         if per_epoch:
             order = order[:int(per_epoch)]
         t0 = time.time()
         tr = run_epoch(model, full, order, cfg, optimizer, rng,
-                       progress=f"epoch {epoch + 1}/{int(t['epochs'])}" if progress else None,
+                       progress=f"epoch {epoch + 1}/{epochs}" if progress else None,
                        rt=rt, net=net)
         va = run_epoch(model, full, va_idx, cfg, progress="valid" if progress else None,
                        rt=rt, net=net)
-        row = {"epoch": epoch + 1, "train_loss": round(tr["loss"], 6),
-               "train_accuracy": round(tr["accuracy"], 6), "val_loss": round(va["loss"], 6),
-               "val_accuracy": round(va["accuracy"], 6), "val_samples": va["samples"],
-               "train_firing_rates": tr["firing_rates"], "val_firing_rates": va["firing_rates"],
-               "val_spikes_per_sample": round(va["spikes_per_sample"], 2),
-               "epoch_seconds": round(time.time() - t0, 2)}
+        row = _epoch_row(epoch, tr, va, time.time() - t0)
         is_best = va["accuracy"] > best["accuracy"]
         if is_best:
             best = {"accuracy": va["accuracy"], "epoch": epoch + 1,
@@ -412,12 +433,11 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
         if rt.is_main:
             _commit_epoch(out, model, cfg, optimizer, epoch, best, row, is_best, board)
             _drop_replaced(out)
-        done = epoch + 1 - start_epoch
-        left = int(t["epochs"]) - epoch - 1
-        eta = (time.time() - t_start) / done * left
+        left = epochs - epoch - 1
+        eta = (time.time() - t_start) / (epoch + 1 - start_epoch) * left
         if limit_s is not None:
             eta = min(eta, max(0.0, limit_s - (time.time() - t_start)))
-        log(f"epoch {epoch + 1}/{int(t['epochs'])}: train loss {tr['loss']:.4f} "
+        log(f"epoch {epoch + 1}/{epochs}: train loss {tr['loss']:.4f} "
             f"acc {tr['accuracy']:.3f} | val acc {va['accuracy']:.3f} | rate "
             f"{np.mean(va['firing_rates']):.4f} | {row['epoch_seconds']:.0f} s"
             + (f" | run ETA {eta / 60:.1f} min" if left else ""))
@@ -425,8 +445,18 @@ def _train(cfg: dict[str, Any], out: Path, resume: bool, progress: bool, log,
         if rt.broadcast(limit_s is not None and time.time() - t_start > limit_s):
             log(f"time limit of {t['time_limit_min']} min reached after epoch {epoch + 1}")
             break
-    rt.barrier()  # the last epoch is committed before any rank returns
-    return {**best, "device": describe(rt.device), "world_size": rt.world_size}
+    return best
+
+
+def _epoch_row(epoch: int, tr: dict[str, Any], va: dict[str, Any], seconds: float
+               ) -> dict[str, Any]:
+    """One line of ``metrics.jsonl``."""
+    return {"epoch": epoch + 1, "train_loss": round(tr["loss"], 6),
+            "train_accuracy": round(tr["accuracy"], 6), "val_loss": round(va["loss"], 6),
+            "val_accuracy": round(va["accuracy"], 6), "val_samples": va["samples"],
+            "train_firing_rates": tr["firing_rates"], "val_firing_rates": va["firing_rates"],
+            "val_spikes_per_sample": round(va["spikes_per_sample"], 2),
+            "epoch_seconds": round(seconds, 2)}
 
 
 def _commit_epoch(out: Path, model: SNN, cfg: dict[str, Any], optimizer, epoch: int,
