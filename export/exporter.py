@@ -19,7 +19,8 @@ import torch
 from psplava.errors import PsplavaError
 from psplava.netfile import NetLayer, Skip, SkipMode, write_netfile
 from psplava.neurons import neuron_model
-from psplava.train.model import SNN, FoldError, LayerHardware
+from psplava.train.deployed import FoldError, LayerHardware
+from psplava.train.model import SNN
 
 
 def _chw_columns(in_shape: tuple[int, ...]) -> np.ndarray:

@@ -36,12 +36,12 @@ run "dynamic threshold uses m2 of the previous step" psplava/loihi.py \
         return torch.cat([torch.zeros_like(m2[:1]), m2[:-1]])'
 # residual networks (issue 9): each guarded by tests/test_residual.py
 run "exporter drops the skip inputs" export/exporter.py \
-  'entry.skips = [{"source": src, "mode": "membrane"}]' 'entry.skips = []' tests/test_residual.py
+  'entry.skips = [Skip(src, SkipMode.MEMBRANE)]' 'entry.skips = []' tests/test_residual.py
 run "reference engine ignores membrane skips" sim/fixed.py \
   'z = z + zs[src]' 'z = z' tests/test_residual.py
 run "Lava ignores membrane skips" sim/lava_engine.py \
   'src.z_out.connect(neuron.a_in)' 'pass' tests/test_residual.py
-run "shortcut conv without the PSP-BN scale" train/model.py \
+run "shortcut conv without the PSP-BN scale" train/deployed.py \
   'w = w * torch.rsqrt(first_pre.running_m2.double() + first_pre.lam).view(1, -1, 1, 1)' \
   'w = w' tests/test_residual.py
 # SRM -> CUBA conversion (issue 10): guarded by tests/test_convert.py
@@ -100,7 +100,7 @@ run "dense weights in (H, W, C) instead of netx's (C, H, W) order" export/export
 run "weights rounded to all integers, not even ones" psplava/loihi.py \
   'WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 2' 'WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 1' \
   tests/test_export_netfile.py
-run "main-path PSP-BN scale not folded" train/model.py \
+run "main-path PSP-BN scale not folded" train/deployed.py \
   '                w = w * (s.view(1, -1, 1, 1) if conv else s.view(1, -1))' '                pass' \
   tests/test_export_fold.py
 run "Lava SRM layer keeps its state across samples" sim/procs/models.py \

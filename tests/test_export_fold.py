@@ -11,7 +11,8 @@ import math
 import torch.nn.functional as F
 
 from psplava.train import kernels
-from psplava.train.model import SNN, FoldError
+from psplava.train.deployed import FoldError
+from psplava.train.model import SNN
 
 
 def fold_model(model: SNN) -> list[dict]:

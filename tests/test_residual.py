@@ -15,7 +15,8 @@ from psplava.netfile import NetFileError, read_netfile
 from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 from psplava.train.arch import parse_arch, resnet_arch
 from psplava.train.config import DEFAULTS, deep_merge
-from psplava.train.model import SNN, FoldError
+from psplava.train.deployed import FoldError
+from psplava.train.model import SNN
 from psplava.train.neurons.srm import psp, srm_spike
 from psplava.train.checkpoint import save_checkpoint
 

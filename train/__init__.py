@@ -13,7 +13,8 @@ Public API::
 """
 
 from psplava.train.config import DEFAULTS, deep_merge, load_config
-from psplava.train.model import SNN, Arithmetic, FoldError, ModelSpec, NeuronKind
+from psplava.train.deployed import FoldError
+from psplava.train.model import SNN, Arithmetic, ModelSpec, NeuronKind
 from psplava.train.norm import NormKind
 from psplava.train.checkpoint import (load_checkpoint, model_from_checkpoint, model_spec,
                                       save_checkpoint)
