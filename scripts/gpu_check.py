@@ -180,12 +180,13 @@ def fmnist(dev, dry: bool, root: str | None, minutes: float, samples: int = 1350
                 cmd += ["--set", s]
             # the run stops after the epoch that passes its share; an epoch longer than
             # the share (a slow GPU) is cut off here, and the epochs it finished count
+            share_s = max(60.0, minutes * 30 + 60)
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                                   timeout=max(60.0, minutes * 30 + 60))
+                                   timeout=share_s)
                 error = None if r.returncode == 0 else r.stderr.strip().splitlines()[-1:]
             except subprocess.TimeoutExpired:
-                error = [f"cut off after {max(60.0, minutes * 30 + 60):.0f} s"]
+                error = [f"cut off after {share_s:.0f} s"]
             metrics = Path(f"{tmp}/{norm}/metrics.jsonl")
             rows = [json.loads(x) for x in metrics.read_text().splitlines()] \
                 if metrics.is_file() else []

@@ -110,8 +110,6 @@ class NeuronModel:
     stock_netx: ClassVar[bool]
     #: Loihi 2 runs it only as microcode
     needs_microcode: ClassVar[bool]
-    #: keys readers pass through unchecked (lava-dl writes some it never reads)
-    extra_keys_allowed: ClassVar[bool] = True
     #: it can take causal PSP-LN's dynamic threshold (Eq. 18) and skip inputs (residual
     #: blocks), psplava's extensions of the format
     dynamic_threshold: ClassVar[bool] = False
@@ -126,8 +124,9 @@ class NeuronModel:
 
     def check(self, where: str, values: dict[str, Any], version: int) -> dict[str, Any]:
         """A file group's values (``type`` included), checked against :attr:`fields`, as the
-        typed dict engines receive (``NeuronGroupError`` names the field).  ``version``:
-        the file's format version (a type may read older layouts)."""
+        typed dict engines receive (``NeuronGroupError`` names the field); keys the type
+        does not know pass through unchecked (lava-dl writes some it never reads).
+        ``version``: the file's format version (a type may read older layouts)."""
         out = {"type": self.type_name}
         known = {f.key for f in self.fields}
         for f in self.fields:
@@ -136,13 +135,7 @@ class NeuronModel:
         missing = [f.key for f in self.fields if f.required and f.key not in values]
         if missing:
             raise NeuronGroupError(f"{where}: {self.type_name} neuron misses field(s) {missing}")
-        for key, value in values.items():
-            if key == "type" or key in known:
-                continue
-            if not self.extra_keys_allowed:
-                raise NeuronGroupError(f"{where}: unknown field {key!r} for a "
-                                       f"{self.type_name} neuron")
-            out[key] = value
+        out.update((k, v) for k, v in values.items() if k != "type" and k not in known)
         return out
 
     def hardware(self, group: dict[str, Any]) -> Any:
@@ -179,12 +172,11 @@ class NeuronModel:
 REGISTRY: dict[str, NeuronModel] = {}
 
 
-def register(model: type[NeuronModel] | NeuronModel, *aliases: str):
-    """Register a neuron type under its :attr:`~NeuronModel.type_name` (and ``aliases``,
-    other names files use for it); usable as a class decorator."""
-    instance = model() if isinstance(model, type) else model
-    for name in (instance.type_name, *aliases):
-        REGISTRY[name] = instance
+def register(model: type[NeuronModel]) -> type[NeuronModel]:
+    """Register a neuron type under its :attr:`~NeuronModel.type_name` (a class
+    decorator; another name for the same neuron is a subclass, as LOIHI is CUBA's)."""
+    instance = model()
+    REGISTRY[instance.type_name] = instance
     return model
 
 
@@ -199,8 +191,9 @@ def neuron_model(type_name: str, where: str = "neuron") -> NeuronModel:
 
 
 def network_latency(type_names: list[str] | set[str], n_layers: int) -> int:
-    """Steps by which the output layer of ``n_layers`` layers lags the input: the sum of
-    the layers' latencies (all of one type in psplava's files)."""
+    """Steps by which the output layer of ``n_layers`` layers of the given types lags the
+    input: ``n_layers`` times the largest per-layer latency among them (a network's
+    layers are all of one kind in practice: psplava's, or stock netx ones)."""
     per = {neuron_model(t).latency_per_layer for t in type_names}
     return max(per, default=0) * int(n_layers)
 
