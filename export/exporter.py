@@ -19,6 +19,7 @@ import torch
 from psplava.errors import PsplavaError
 from psplava.netfile import NetLayer, Skip, SkipMode, write_netfile
 from psplava.neurons import neuron_model
+from psplava.train.arch import Shortcut
 from psplava.train.deployed import FoldError, LayerHardware
 from psplava.train.model import SNN
 
@@ -72,7 +73,7 @@ def build_layers(model: SNN, k_max: float | None = None
                 quant={"scale": hw.scale, "rel_rms_error": rel, "max_abs_error": max_err})
             if hw.shortcut is not None:  # a residual block's second layer (format 3 skip)
                 src = file_index[i - 2]
-                if hw.shortcut == "membrane":
+                if hw.shortcut is Shortcut.MEMBRANE:
                     entry.skips = [Skip(src, SkipMode.MEMBRANE)]
                 else:
                     entry.skips = [Skip(src, SkipMode.CONV, _int(hw.short_weight),

@@ -41,3 +41,53 @@ def test_train_exits_2_on_a_typo_and_writes_nothing(tmp_path, capsys):
     assert main(["train", "--config", CONFIG, "--out", str(out), "--set", "trian.epochs=1"]) == 2
     assert "unknown top-level keys ['trian']" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_definition_gives_defaults_schema_and_model_spec():
+    """The config's defaults, its schema and ModelSpec come from the section dataclasses
+    (issue 19): every key of each is a field of the other two, with the same default."""
+    from dataclasses import MISSING, fields
+
+    from psplava import loihi
+    from psplava.train.config import DEFAULTS, SCHEMA, SECTIONS, ModelSpec
+
+    assert set(SCHEMA) == set(DEFAULTS) == set(SECTIONS)
+    for name, cls in SECTIONS.items():
+        keys = {f.name for f in fields(cls)}
+        assert set(SCHEMA[name]) == keys
+        inherited = {f.name for f in fields(cls) if f.metadata["inherit"]}
+        assert set(DEFAULTS[name]) == keys - inherited
+        for f in fields(cls):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if f.name in DEFAULTS[name]:
+                assert DEFAULTS[name][f.name] == default, (name, f.name)
+            SCHEMA[name][f.name].check(f"{name}.{f.name}", default)  # defaults pass
+    assert DEFAULTS["model"]["k_max"] == loihi.K_MAX
+    # an inherited key follows its source, unless the section sets it
+    spec = ModelSpec.from_config({**DEFAULTS, "data": {**DEFAULTS["data"], "steps": 37}})
+    assert spec.steps == 37
+    assert ModelSpec.from_config({**DEFAULTS, "model": {**DEFAULTS["model"],
+                                                        "steps": 5}}).steps == 5
+    assert ModelSpec() == ModelSpec.from_config(DEFAULTS)
+
+
+@pytest.mark.parametrize("item, msg", [
+    ("model.block=side", "model.block must be one of ['pre', 'post']"),
+    ("model.arithmetic=int", "model.arithmetic must be one of ['float', 'loihi']"),
+    ("model.norm=ln", "model.norm must be one of"),
+    ("data.augment.shft=1", "unknown data.augment keys ['shft']"),
+    ("train.loss.true_rate=2", "train.loss.true_rate must be <= 1"),
+])
+def test_checks_come_from_the_definition(item, msg):
+    with pytest.raises(ConfigError) as exc:
+        load_config(CONFIG, [item])
+    assert msg in str(exc.value)
+
+
+def test_checkpoint_spec_is_checked_by_the_same_schema():
+    from psplava.train.config import ModelSpec
+
+    with pytest.raises(ConfigError, match="model.block must be one of"):
+        ModelSpec.from_dict({"block": "side"})
+    with pytest.raises(ConfigError, match="unknown model keys"):
+        ModelSpec.from_dict({"depth": 3})

@@ -12,10 +12,10 @@ Public API::
 - :func:`load_checkpoint`, :func:`save_checkpoint`, :func:`model_from_checkpoint`.
 """
 
-from psplava.train.config import DEFAULTS, deep_merge, load_config
+from psplava.train.config import (DEFAULTS, Arithmetic, BlockKind, ModelSpec, NormKind,
+                                  deep_merge, load_config)
 from psplava.train.deployed import FoldError
-from psplava.train.model import SNN, Arithmetic, ModelSpec, NeuronKind
-from psplava.train.norm import NormKind
+from psplava.train.model import SNN
 from psplava.train.checkpoint import (load_checkpoint, model_from_checkpoint, model_spec,
                                       save_checkpoint)
 from psplava.train.trainer import evaluate, train
@@ -26,6 +26,6 @@ def default_config(**sections) -> dict:
     return deep_merge(DEFAULTS, sections)
 
 
-__all__ = ["Arithmetic", "FoldError", "ModelSpec", "NeuronKind", "NormKind", "SNN",
+__all__ = ["Arithmetic", "BlockKind", "FoldError", "ModelSpec", "NormKind", "SNN",
            "default_config", "evaluate", "load_checkpoint", "load_config",
            "model_from_checkpoint", "model_spec", "save_checkpoint", "train"]

@@ -40,15 +40,30 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 
 from psplava.errors import ConfigError
+from psplava.netfile import LayerKind
+
+
+class Shortcut(str, Enum):
+    """What a residual block's second layer adds (:mod:`psplava.train.model`'s docstring)."""
+
+    MEMBRANE = "membrane"      # pre-activation: the membrane input of the layer before
+    IDENTITY = "identity"      # post-activation: the block's normalized input PSP
+    PROJECTION = "projection"  # a shape-changing block: a 1x1 conv of that PSP
+
+    @property
+    def via_conv(self) -> bool:
+        """Carried by a 1x1 conv synapse of the block input's PSP (a file's conv skip)."""
+        return self is not Shortcut.MEMBRANE
 
 
 @dataclass(frozen=True)
 class LayerSpec:
     """One synaptic layer followed by a neuron layer."""
 
-    kind: str          # "conv" or "dense"
+    kind: LayerKind    # CONV or DENSE
     out: int           # output channels / features
     kernel: int = 1    # conv kernel size
     stride: int = 1    # conv stride
@@ -110,20 +125,20 @@ def _parse_items(text: str, full: str) -> list[LayerSpec]:
             c, s_ = int(m.group(1)), int(m.group(2) or 1)
             if c < 1 or s_ < 1:
                 raise ConfigError(f"block {tok!r} in {full!r}: needs >= 1 channel, stride >= 1")
-            layers.append(LayerSpec("conv", c, 3, s_, pre_norm=True, block="first"))
-            layers.append(LayerSpec("conv", c, 3, 1, pre_norm=True, block="second"))
+            layers.append(LayerSpec(LayerKind.CONV, c, 3, s_, pre_norm=True, block="first"))
+            layers.append(LayerSpec(LayerKind.CONV, c, 3, 1, pre_norm=True, block="second"))
         elif m := _CONV.match(tok):
             k, s = int(m.group(3)), int(m.group(4) or 1)
             if k % 2 == 0 or k < 1 or s < 1:
                 raise ConfigError(f"conv {tok!r} in {full!r}: kernel must be odd, stride >= 1")
             if int(m.group(2)) < 1:
                 raise ConfigError(f"conv {tok!r} in {full!r}: needs at least 1 output channel")
-            layers.append(LayerSpec("conv", int(m.group(2)), k, s, bool(m.group(1)),
+            layers.append(LayerSpec(LayerKind.CONV, int(m.group(2)), k, s, bool(m.group(1)),
                                     bool(m.group(5))))
         elif m := _DENSE.match(tok):
             if int(m.group(2)) < 1:
                 raise ConfigError(f"dense {tok!r} in {full!r}: needs at least 1 output")
-            layers.append(LayerSpec("dense", int(m.group(2)), pre_norm=bool(m.group(1)),
+            layers.append(LayerSpec(LayerKind.DENSE, int(m.group(2)), pre_norm=bool(m.group(1)),
                                     post_norm=bool(m.group(3))))
         else:
             raise ConfigError(f"unknown layer token {tok!r} in architecture {full!r}")

@@ -24,9 +24,7 @@ CHECKPOINT_FORMAT = 1
 
 def model_spec(cfg: dict[str, Any]) -> dict[str, Any]:
     """The model's complete spec (every field and neuron parameter, defaults filled in)."""
-    spec = dict(cfg["model"])
-    spec.setdefault("steps", int(cfg["data"]["steps"]))
-    return ModelSpec.from_dict(spec).complete()
+    return ModelSpec.from_config(cfg).complete()
 
 
 def save_checkpoint(path: Path, model: SNN, cfg: dict[str, Any], **extra: Any) -> None:

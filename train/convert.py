@@ -50,7 +50,10 @@ import torch
 
 from psplava.errors import ConfigError
 from psplava.neurons import srm
-from psplava.train.model import NeuronKind, SNN
+from psplava.train.model import SNN
+from psplava.train.neurons import training_neuron
+from psplava.train.neurons.cuba import CubaNeuron
+from psplava.train.neurons.srm import SRMNeuron
 from psplava.train.norm import NormKind, sample_m2_mean
 
 _CONVERTIBLE_NORMS = (NormKind.NONE, NormKind.PSP_BN)
@@ -135,8 +138,8 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
     """Load the SRM network ``src``'s parameters into the CUBA network ``dst`` (same
     architecture and norm), converted as the module docstring says.  Returns a summary
     (gains, decays, whether the decays match the PSP)."""
-    if NeuronKind(src.spec.neuron) is not NeuronKind.SRM or \
-            NeuronKind(dst.spec.neuron) is not NeuronKind.CUBA:
+    if training_neuron(src.spec.neuron) is not SRMNeuron or \
+            training_neuron(dst.spec.neuron) is not CubaNeuron:
         raise ConfigError(f"{source}: conversion goes from SRM to CUBA, not "
                           f"{src.spec.neuron} to {dst.spec.neuron}")
     if src.spec.arch != dst.spec.arch:

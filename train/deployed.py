@@ -16,7 +16,9 @@ import torch
 from psplava import loihi
 from psplava.errors import ConfigError
 from psplava.train import loihi_ops
+from psplava.train.arch import Shortcut
 from psplava.train.loihi_ops import ste
+from psplava.netfile import LayerKind
 from psplava.train.norm import NormKind, PSPNorm
 
 
@@ -32,7 +34,7 @@ class LayerHardware:
     straight-through gradients to the float parameters.
     """
 
-    kind: str                      # "conv" | "dense"
+    kind: LayerKind                # CONV or DENSE
     weight: torch.Tensor           # conv (out, in, kh, kw); dense (out, in), (H, W, C) inputs
     bias: torch.Tensor | None      # per output channel / feature (integer units)
     scale: float                   # k: integer units per float unit of the membrane input
@@ -41,7 +43,7 @@ class LayerHardware:
     weight_float: torch.Tensor     # folded float weight (alpha gain included) before rounding
     stride: int = 1
     padding: int = 0
-    shortcut: str | None = None    # None | "membrane" | "identity" | "projection"
+    shortcut: Shortcut | None = None  # a residual block's second layer
     short_weight: torch.Tensor | None = None  # (out, in, 1, 1) integer 1x1 conv of the
     short_stride: int = 1                     # block input's PSP (identity / projection)
 
@@ -123,9 +125,9 @@ class Folding:
         """The identity / projection shortcut as a float64 1x1 conv of the block input's
         *unnormalized* PSP: the first layer's PSP-BN scale (``first_pre``) and the alpha
         PSP's gain folded in."""
-        if self.shortcut not in ("identity", "projection"):
+        if not self.conv_shortcut:
             return None
-        if self.shortcut == "identity":
+        if self.shortcut is Shortcut.IDENTITY:
             c = self.out_shape[-1]
             w = torch.eye(c, dtype=torch.float64, device=self.weight.device).view(c, c, 1, 1)
         else:

@@ -30,97 +30,21 @@ tensor; lava-dl's ``synapse.Conv`` (conv3d over NCHWT) is 2-4x slower on a CPU
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from psplava import loihi
 from psplava.errors import ConfigError
-from psplava.neurons import network_latency
-from psplava.train.arch import LayerSpec, conv_output_size, parse_arch
-from psplava.neurons import neuron_model
-from psplava.train.neurons import training_neuron
+from psplava.neurons import network_latency, neuron_model
 from psplava.train import loihi_ops
+from psplava.train.arch import LayerSpec, Shortcut, conv_output_size, parse_arch
+from psplava.train.config import Arithmetic, BlockKind, ModelSpec, NormKind
 from psplava.train.deployed import Folding, LayerHardware, LoihiForward
 from psplava.train.deployed import from_nchw as _from_nchw
 from psplava.train.deployed import to_nchw as _to_nchw
-from psplava.train.norm import MembraneNorm, NormKind, PSPNorm, statistics_frozen
-
-
-class NeuronKind(str, Enum):
-    """The built-in neurons' config names (``psplava.train.neurons`` registers these and any
-    other; the model asks the registry, never this enum)."""
-
-    SRM = "srm"    # the paper's neuron (psplava.train.neurons.srm.SRMNeuron)
-    CUBA = "cuba"  # lava-dl's CUBA neuron (Loihi-native)
-
-
-class Arithmetic(str, Enum):
-    """What the forward pass computes: float training maths, or exactly what the exported
-    ``.net`` file computes in Lava (folded norms, quantized weights, integer dynamics)."""
-
-    FLOAT = "float"
-    LOIHI = "loihi"
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything that defines a network (stored in checkpoints as a plain dict)."""
-
-    arch: str
-    neuron: str = "srm"            # "srm" or "cuba"
-    norm: str = "psp_ln"           # a NormKind value
-    steps: int = 300               # T (BNTT needs it)
-    lam: float = 0.1               # PSP-norm lambda
-    prior_steps: float = 0.0       # causal PSP-LN: pseudo-steps of a prior second moment
-    init: str = "theta"            # "theta": W ~ N(0, (gain*theta)^2 / fan_in); "paper"
-    init_gain: float = 1.0
-    weight_scale: float = 10.0     # "paper" init: PyTorch default init x weight_scale
-    srm: dict[str, Any] | None = None
-    cuba: dict[str, Any] | None = None
-    arithmetic: str = "float"      # "float" or "loihi" (the exported file's integer maths)
-    k_max: float = loihi.K_MAX     # largest weight scale of the Loihi quantization
-    block: str = "pre"             # residual blocks: "pre" or "post" activation
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown model keys {sorted(unknown)}; known: {sorted(known)}")
-        spec = cls(**d)
-        try:
-            Arithmetic(spec.arithmetic)
-            training_neuron(spec.neuron)
-            NormKind(spec.norm)
-            if spec.block not in ("pre", "post"):
-                raise ValueError(f"block must be 'pre' or 'post', got {spec.block!r}")
-        except ValueError as exc:
-            raise ConfigError(f"model: {exc}") from None
-        return spec
-
-    def complete(self) -> dict[str, Any]:
-        """Every field, with the neuron's parameters filled in from their defaults, so a
-        checkpoint never depends on code defaults that may change."""
-        from dataclasses import asdict
-
-        d = asdict(self)
-        cls = training_neuron(self.neuron)
-        d[cls.params_key] = self.neuron_params().to_dict()
-        return d
-
-    def neuron_params(self) -> Any:
-        """The chosen neuron's parameters (its ``params_type``) from their ``model`` field."""
-        cls = training_neuron(self.neuron)
-        return cls.params_type(**(getattr(self, cls.params_key) or {}))
-
-    def make_neuron(self) -> nn.Module:
-        """A fresh training neuron of the chosen type and parameters."""
-        return training_neuron(self.neuron)(self.neuron_params())
+from psplava.train.norm import MembraneNorm, PSPNorm, statistics_frozen
 
 
 class SpikingLayer(Folding, LoihiForward, nn.Module):
@@ -154,7 +78,7 @@ class SpikingLayer(Folding, LoihiForward, nn.Module):
             fan_in = int(math.prod(in_shape))
             self.weight = nn.Parameter(torch.empty(spec.out, fan_in))
             self.out_shape = (spec.out,)
-        self.shortcut: str | None = None   # set by SNN for a block's second layer
+        self.shortcut: Shortcut | None = None   # set by SNN for a block's second layer
         self.proj = None
         self.short_stride = 1
         norm_channels = in_channels if spec.kind == "conv" else fan_in
@@ -222,9 +146,14 @@ class SpikingLayer(Folding, LoihiForward, nn.Module):
                           self.spec.kernel // 2 if self.spec.kind == "conv" else 0)
         return z if self.post is None else self.post(z)
 
+    @property
+    def conv_shortcut(self) -> bool:
+        """An identity or projection shortcut (a 1x1 conv of the block input's PSP)."""
+        return self.shortcut is not None and self.shortcut.via_conv
+
     def shortcut_input(self, block_a_hat: torch.Tensor) -> torch.Tensor:
         """Float identity / projection shortcut of the block's normalized input."""
-        if self.shortcut == "identity":
+        if self.shortcut is Shortcut.IDENTITY:
             return block_a_hat
         T, N = block_a_hat.shape[:2]
         z = F.conv2d(_to_nchw(block_a_hat), self.proj, stride=self.short_stride)
@@ -281,9 +210,10 @@ class SNN(nn.Module):
         first = layers[i - 1]
         block_in, out = shapes[i - 1], layer.out_shape
         if block_in == out:
-            layer.shortcut = "membrane" if self.spec.block == "pre" else "identity"
+            layer.shortcut = (Shortcut.MEMBRANE if BlockKind(self.spec.block) is BlockKind.PRE
+                              else Shortcut.IDENTITY)
         else:
-            layer.shortcut = "projection"
+            layer.shortcut = Shortcut.PROJECTION
             layer.short_stride = first.spec.stride
             layer.proj = nn.Parameter(torch.empty(out[-1], block_in[-1], 1, 1))
             theta = layer.neuron.params.theta
@@ -296,11 +226,11 @@ class SNN(nn.Module):
         so that their integer membrane inputs add exactly."""
         k_max = self.spec.k_max if k_max is None else float(k_max)
         n = len(self.layers)
-        firsts = [self.layers[i - 1].pre if l.shortcut in ("identity", "projection") else None
+        firsts = [self.layers[i - 1].pre if l.conv_shortcut else None
                   for i, l in enumerate(self.layers)]
         group = list(range(n))
         for i, l in enumerate(self.layers):
-            if l.shortcut == "membrane":
+            if l.shortcut is Shortcut.MEMBRANE:
                 group[i] = group[i - 2]
         floats = [l.deployed_float(firsts[i]) for i, l in enumerate(self.layers)]
         scales: dict[int, float] = {}
@@ -321,9 +251,9 @@ class SNN(nn.Module):
         outs: list[torch.Tensor] = []
         zs: dict[int, torch.Tensor] = {}      # membrane inputs a later shortcut adds
         fronts: dict[int, torch.Tensor] = {}  # a block's first layer's input (PSP)
-        need_z = {i - 2 for i, l in enumerate(self.layers) if l.shortcut == "membrane"}
+        need_z = {i - 2 for i, l in enumerate(self.layers) if l.shortcut is Shortcut.MEMBRANE}
         need_front = {i - 1 for i, l in enumerate(self.layers)
-                      if l.shortcut in ("identity", "projection")}
+                      if l.conv_shortcut}
         recompute = (self.checkpoint_blocks and not loihi_mode and self.training
                      and torch.is_grad_enabled())
         s = x
@@ -332,7 +262,7 @@ class SNN(nn.Module):
             layer = self.layers[i]
             nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             if recompute and nxt is not None and nxt.shortcut is not None and i not in need_z:
-                z_prev = zs.pop(i - 1) if nxt.shortcut == "membrane" else None
+                z_prev = zs.pop(i - 1) if nxt.shortcut is Shortcut.MEMBRANE else None
                 s1, s, z = self._checkpointed_block(i, s, z_prev)
                 outs += [s1, s]
                 if i + 1 in need_z:
@@ -340,11 +270,11 @@ class SNN(nn.Module):
                 i += 2
                 continue
             extra = None
-            if layer.shortcut == "membrane":
+            if layer.shortcut is Shortcut.MEMBRANE:
                 extra = zs.pop(i - 2)
             if loihi_mode:
                 y = layer.neuron.integer_input(s)
-                if layer.shortcut in ("identity", "projection"):
+                if layer.conv_shortcut:
                     hw = hws[i]
                     yb = fronts.pop(i - 1)
                     T, N = yb.shape[:2]
@@ -359,7 +289,7 @@ class SNN(nn.Module):
                 if i in need_front:
                     fronts[i] = a_hat
                 z = layer.membrane(a_hat)
-                if layer.shortcut in ("identity", "projection"):
+                if layer.conv_shortcut:
                     extra = layer.shortcut_input(fronts.pop(i - 1))
                 if extra is not None:
                     z = z + extra
@@ -378,7 +308,7 @@ class SNN(nn.Module):
         a1 = first.normalized_input(s)
         s1 = first.neuron(first.membrane(a1))
         z = second.membrane(second.normalized_input(s1))
-        if second.shortcut == "membrane":
+        if second.shortcut is Shortcut.MEMBRANE:
             z = z + z_prev
         else:
             z = z + second.shortcut_input(a1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from enum import Enum
 
 import torch
 import torch.distributed as dist
@@ -25,6 +24,7 @@ from torch import nn
 
 from psplava import loihi
 from psplava.train import kernels
+from psplava.train.config import NormKind  # noqa: F401 (the norms' names; re-exported)
 
 #: set while a checkpointed block is recomputed in the backward pass: the forward pass
 #: already tracked its running statistics once
@@ -44,23 +44,6 @@ def statistics_frozen():
 def _world() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
-
-class NormKind(str, Enum):
-    NONE = "none"
-    PSP_BN = "psp_bn"
-    PSP_LN = "psp_ln"
-    CAUSAL_PSP_LN = "causal_psp_ln"
-    BN = "bn"
-    BNTT = "bntt"
-    TDBN = "tdbn"
-
-    @property
-    def on_psp(self) -> bool:
-        return self in (NormKind.PSP_BN, NormKind.PSP_LN, NormKind.CAUSAL_PSP_LN)
-
-    @property
-    def on_membrane(self) -> bool:
-        return self in (NormKind.BN, NormKind.BNTT, NormKind.TDBN)
 
 
 class _RawMomentNorm(torch.autograd.Function):
