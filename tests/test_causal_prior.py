@@ -7,7 +7,6 @@ Lava and the model's own loihi forward; dropping the prior from the file changes
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import h5py
@@ -153,7 +152,7 @@ def test_norm_warm_start_keeps_the_unnormalized_network(norm):
                "prior_steps": 10.0 if norm == "causal_psp_ln" else 0.0})
     x = (torch.rand(T, 6, 16, 16, 2) < 0.15).float()
     info = add_psp_norm(src, dst, lambda: x)
-    assert info["kind"] == "norm warm start" and all(r["m2"] > 0 for r in info["layers"])
+    assert info.kind == "norm warm start" and all(m > 0 for m in info.layer_m2)
     src.eval(), dst.eval()
     with torch.no_grad():
         a, b = src.layer_spikes(x), dst.layer_spikes(x)

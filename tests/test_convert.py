@@ -65,7 +65,7 @@ def test_cuba_voltage_equals_srm_membrane(threshold):
     src = _srm("none")
     dst = SNN(_cuba_spec("none", threshold))
     info = srm_to_cuba(src, dst)
-    assert info["decays_match"]
+    assert info.decays_match
     x = _spikes()
     with torch.no_grad():
         inputs = [x] + src.layer_spikes(x)[:-1]  # each layer fed the SRM's spikes
@@ -89,7 +89,7 @@ def test_psp_bn_conversion_calibrates_spike_statistics():
     dst = SNN(_cuba_spec("psp_bn"))
     x = _spikes(seed=5, n=6)
     info = srm_to_cuba(src, dst, calibration=lambda: x)
-    assert info["calibrated"]
+    assert info.calibrated
     # layer 0's CUBA norm sees the input spikes: mean square per channel, computed here
     rate = (x ** 2).mean(dim=(0, 1, 2, 3)).double()
     assert torch.allclose(dst.layers[0].pre.running_m2.double(), rate.to(torch.float32).double(),

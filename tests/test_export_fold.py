@@ -20,8 +20,9 @@ def fold_model(model: SNN) -> list[dict]:
     out, shape = [], model.input_shape
     with torch.no_grad():
         for layer in model.layers:
-            w, b, lam = layer.folded()
-            out.append({"kind": layer.spec.kind, "weight": w, "bias": b, "lam": lam,
+            f = layer.folded()
+            out.append({"kind": layer.spec.kind, "weight": f.weight, "bias": f.bias,
+                        "lam": f.dynamic,
                         "stride": layer.spec.stride, "padding": layer.spec.kernel // 2,
                         "out_shape": layer.out_shape, "p": layer.neuron.params})
             shape = layer.out_shape

@@ -16,8 +16,9 @@ from typing import Any, Callable
 import torch
 
 from psplava.errors import ConfigError, PsplavaError, atomic_path
-from psplava.train.model import SNN, ModelSpec
-from psplava.train.norm import NormKind
+from psplava.train.config import ModelSpec, NormKind
+from psplava.train.convert import Conversion, add_psp_norm, srm_to_cuba
+from psplava.train.model import SNN
 
 CHECKPOINT_FORMAT = 1
 
@@ -82,7 +83,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> SNN:
 
 def init_from_checkpoint(model: SNN, path: str | Path,
                          calibration: Callable[[], torch.Tensor] | None = None
-                         ) -> dict[str, Any] | None:
+                         ) -> Conversion | None:
     """Load another checkpoint's parameters into ``model`` (a fine-tune's start): any
     change of arithmetic, parameter-free normalization or neuron constants that keeps
     every parameter's name and shape, or an SRM -> CUBA conversion
@@ -91,12 +92,8 @@ def init_from_checkpoint(model: SNN, path: str | Path,
     ckpt = load_checkpoint(path)
     if ckpt["model_spec"].get("norm", "none") == NormKind.NONE.value and \
             NormKind(model.spec.norm).on_psp:
-        from psplava.train.convert import add_psp_norm
-
         return add_psp_norm(model_from_checkpoint(ckpt), model, calibration, str(path))
     if ckpt["model_spec"].get("neuron", "srm") != model.spec.neuron:
-        from psplava.train.convert import srm_to_cuba
-
         return srm_to_cuba(model_from_checkpoint(ckpt), model, calibration, str(path))
     own = model.state_dict()
     theirs = ckpt["model"]

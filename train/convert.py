@@ -44,7 +44,8 @@ same ``z``.  Whole-window and causal PSP-LN (a per-sample scale) and the membran
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -59,6 +60,51 @@ from psplava.train.norm import NormKind, sample_m2_mean
 _CONVERTIBLE_NORMS = (NormKind.NONE, NormKind.PSP_BN)
 
 
+@dataclass(frozen=True)
+class NormWarmStart:
+    """What :func:`add_psp_norm` measured: each layer's input ``m2`` (mean over channels;
+    None for a layer without the norm marker)."""
+
+    kind: ClassVar[str] = "norm warm start"
+    norm: str
+    layer_m2: tuple[float | None, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """``start.json``'s ``conversion``."""
+        return {"kind": self.kind, "norm": self.norm,
+                "layers": [{"m2": m} for m in self.layer_m2]}
+
+
+@dataclass(frozen=True)
+class SrmToCuba:
+    """What :func:`srm_to_cuba` did: each layer's weight gain, and whether the CUBA decays
+    match the SRM's PSP (an equivalent start) or not."""
+
+    kind: ClassVar[str] = "SRM -> CUBA"
+    weight_gains: tuple[float, ...]
+    tau_s: float
+    matching_decay: float        # CUBA's current and voltage decay that equal the PSP
+    current_decay: float         # the config's
+    voltage_decay: float
+    calibrated: bool             # PSP-BN's statistics measured on a calibration batch
+
+    @property
+    def decays_match(self) -> bool:
+        return bool(abs(self.current_decay - self.matching_decay) < 1e-3
+                    and abs(self.voltage_decay - self.matching_decay) < 1e-3)
+
+    def to_json(self) -> dict[str, Any]:
+        """``start.json``'s ``conversion``."""
+        return {"kind": self.kind, "layers": [{"weight_gain": g} for g in self.weight_gains],
+                "tau_s": self.tau_s, "matching_decay": self.matching_decay,
+                "current_decay": self.current_decay, "voltage_decay": self.voltage_decay,
+                "decays_match": self.decays_match, "calibrated": self.calibrated}
+
+
+#: a fine-tune's conversion summary
+Conversion = NormWarmStart | SrmToCuba
+
+
 def _same_layers(src: SNN, dst: SNN, source: str) -> None:
     names = lambda m: {k: tuple(v.shape) for k, v in m.named_parameters()}  # noqa: E731
     if names(src) != names(dst):
@@ -67,10 +113,10 @@ def _same_layers(src: SNN, dst: SNN, source: str) -> None:
 
 
 def add_psp_norm(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | None,
-                 source: str = "checkpoint") -> dict[str, Any]:
+                 source: str = "checkpoint") -> NormWarmStart:
     """Load the unnormalized network ``src`` into ``dst`` (same neuron and layers, a PSP
     norm), with the measured PSP scale folded into the weights (module docstring).
-    Returns a summary with each layer's measured ``m2`` (its mean over channels)."""
+    Returns what it measured."""
     norm = NormKind(dst.spec.norm)
     if NormKind(src.spec.norm) is not NormKind.NONE or not norm.on_psp:
         raise ConfigError(f"{source}: a norm warm start goes from norm none to a PSP norm, "
@@ -87,15 +133,14 @@ def add_psp_norm(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | N
         raise ConfigError(f"{source}: a norm warm start needs a calibration batch")
     x = calibration()
     src.eval()
-    summary: dict[str, Any] = {"kind": "norm warm start", "norm": norm.value,
-                               "layers": []}
+    layer_m2: list[float | None] = []
     with torch.no_grad():
         outs = src.layer_spikes(x)
         inputs = [x] + outs[:-1]
         dst.load_state_dict(src.state_dict(), strict=False)
         for i, (a, b) in enumerate(zip(src.layers, dst.layers)):
             if b.pre is None:   # a layer written without the norm marker
-                summary["layers"].append({"m2": None})
+                layer_m2.append(None)
                 continue
             psp = a.normalized_input(inputs[i][: x.shape[0]]).double()  # src: no norm
             if norm is NormKind.PSP_BN:
@@ -109,8 +154,8 @@ def add_psp_norm(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | N
             if gain.dim():
                 gain = gain.view((1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1))
             b.weight.copy_((a.weight.detach().double() * gain).to(b.weight))
-            summary["layers"].append({"m2": round(float(m2.mean()), 6)})
-    return summary
+            layer_m2.append(round(float(m2.mean()), 6))
+    return NormWarmStart(norm=norm.value, layer_m2=tuple(layer_m2))
 
 
 def cuba_weight_gain(tau_s: float, theta_srm: float, theta_cuba: float) -> float:
@@ -134,10 +179,10 @@ def _spike_m2(s: torch.Tensor, dense: bool) -> torch.Tensor:
 
 
 def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | None = None,
-                source: str = "checkpoint") -> dict[str, Any]:
+                source: str = "checkpoint") -> SrmToCuba:
     """Load the SRM network ``src``'s parameters into the CUBA network ``dst`` (same
-    architecture and norm), converted as the module docstring says.  Returns a summary
-    (gains, decays, whether the decays match the PSP)."""
+    architecture and norm), converted as the module docstring says.  Returns the gains and
+    decays (and whether the decays match the PSP)."""
     if training_neuron(src.spec.neuron) is not SRMNeuron or \
             training_neuron(dst.spec.neuron) is not CubaNeuron:
         raise ConfigError(f"{source}: conversion goes from SRM to CUBA, not "
@@ -171,7 +216,7 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
             s = inputs[i][: x.shape[0]]  # drop the loihi forward's latency padding
             m2s[i] = _spike_m2(s, layer.spec.kind == "dense")
     theta_c = float(dst.layers[0].neuron.params.threshold)
-    summary: dict[str, Any] = {"kind": "SRM -> CUBA", "layers": []}
+    gains: list[float] = []
     with torch.no_grad():
         for i, (a, b) in enumerate(zip(src.layers, dst.layers)):
             p = a.neuron.params
@@ -183,13 +228,9 @@ def srm_to_cuba(src: SNN, dst: SNN, calibration: Callable[[], torch.Tensor] | No
                 ratio = a.pre.scale().double() / b.pre.scale().double()
                 w = w * ratio.view((1, -1, 1, 1) if a.spec.kind == "conv" else (1, -1))
             b.weight.copy_(w.to(b.weight))
-            summary["layers"].append({"weight_gain": g})
+            gains.append(g)
         p = src.layers[0].neuron.params
         cp = dst.layers[0].neuron.params
-        want = matching_decay(p.tau_s)
-        summary.update(tau_s=p.tau_s, matching_decay=want,
-                       current_decay=cp.current_decay, voltage_decay=cp.voltage_decay,
-                       decays_match=bool(abs(cp.current_decay - want) < 1e-3
-                                         and abs(cp.voltage_decay - want) < 1e-3),
-                       calibrated=norm_src is NormKind.PSP_BN)
-    return summary
+    return SrmToCuba(weight_gains=tuple(gains), tau_s=p.tau_s,
+                     matching_decay=matching_decay(p.tau_s), current_decay=cp.current_decay,
+                     voltage_decay=cp.voltage_decay, calibrated=norm_src is NormKind.PSP_BN)

@@ -48,6 +48,18 @@ class LayerHardware:
     short_stride: int = 1                     # block input's PSP (identity / projection)
 
 
+@dataclass(frozen=True)
+class Folded:
+    """A layer's float64 synapse with its normalization folded (eval semantics),
+    differentiable in the float parameters: what :meth:`Folding.folded` and
+    :meth:`Folding.deployed_float` return, before the weight scale and the rounding."""
+
+    weight: torch.Tensor                        # conv (out, in, kh, kw); dense (out, in)
+    bias: torch.Tensor | None = None            # BN / tdBN folded: per output, float units
+    dynamic: "loihi.DynamicThreshold | None" = None  # causal PSP-LN's threshold (Eq. 18)
+    shortcut: torch.Tensor | None = None        # identity / projection 1x1 conv (out, in)
+
+
 def to_nchw(x: torch.Tensor) -> torch.Tensor:
     """(T, N, H, W, C) -> (T*N, C, H, W) channels-last view (no copy)."""
     T, N, H, W, C = x.shape
@@ -62,10 +74,9 @@ def from_nchw(y: torch.Tensor, T: int, N: int) -> torch.Tensor:
 class Folding:
     """Fold, scale and quantize a :class:`~psplava.train.model.SpikingLayer`."""
 
-    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None,
-                              "loihi.DynamicThreshold | None"]:
+    def folded(self) -> Folded:
         """The layer with its normalization folded (eval semantics), float64, differentiable
-        in the weights: ``(weight, bias, dynamic threshold)``.
+        in the weights (no shortcut, no pooling, no PSP gain yet).
 
         - PSP-BN: ``a_hat = a s_c``, ``s_c = (m2_c + lambda)^-1/2`` (running statistics), so
           ``W a_hat = W' a`` with ``W'[o, c, ...] = W[o, c, ...] s_c``.  Exact.
@@ -103,7 +114,7 @@ class Folding:
             w = w * (g.view(-1, 1, 1, 1) if conv else g.view(-1, 1))
             bias = m.out_scale * (m.bias[0].double() - m.weight[0].double()
                                   * m.running_mean[0].double() * inv)
-        return w, bias, dyn
+        return Folded(w, bias, dyn)
 
     def _pool_weight(self, w: torch.Tensor) -> torch.Tensor:
         """A dense weight acting on average-pooled PSPs as one acting on the unpooled ones
@@ -140,32 +151,30 @@ class Folding:
             w = w * torch.rsqrt(first_pre.running_m2.double() + first_pre.lam).view(1, -1, 1, 1)
         return w * self.neuron.weight_gain   # SRM: the alpha PSP's gain e / tau_s
 
-    def deployed_float(self, first_pre: "PSPNorm | None" = None
-                       ) -> tuple[torch.Tensor, torch.Tensor | None,
-                                  "loihi.DynamicThreshold | None", torch.Tensor | None]:
-        """``(weight, bias, dynamic threshold, shortcut weight)`` as the chip sees them, in float: the
-        folded layer (:meth:`folded`), pooling folded into a dense weight, the alpha PSP's
-        gain folded into SRM weights, and the folded shortcut; differentiable."""
-        w, bias, dyn = self.folded()
-        if self.spec.pool is not None:
-            w = self._pool_weight(w)
+    def deployed_float(self, first_pre: "PSPNorm | None" = None) -> Folded:
+        """The synapse as the chip sees it, in float: the folded layer (:meth:`folded`),
+        pooling folded into a dense weight, the alpha PSP's gain folded into SRM weights,
+        and the folded shortcut; differentiable."""
+        f = self.folded()
+        w = f.weight if self.spec.pool is None else self._pool_weight(f.weight)
         w = w * self.neuron.weight_gain  # SRM: the alpha PSP's gain e / tau_s
-        if self.shortcut is not None and dyn is not None:
+        if self.shortcut is not None and f.dynamic is not None:
             raise FoldError("causal PSP-LN in a residual network: the shortcut and the "
                             "block's conv would need different dynamic thresholds; residual "
                             "networks deploy with psp_bn or none")
-        return w, bias, dyn, self.folded_shortcut(first_pre)
+        return Folded(w, f.bias, f.dynamic, self.folded_shortcut(first_pre))
 
-    def needed_scale(self, k_max: float, floats) -> float:
+    def needed_scale(self, k_max: float, floats: Folded) -> float:
         """The largest weight scale the weights, bias and threshold of ``floats`` (what
         :meth:`deployed_float` returns) allow."""
-        w, bias, _, ws = floats
         with torch.no_grad():
-            m = max(float(t.abs().max()) for t in (w, bias, ws) if t is not None)
+            m = max(float(t.abs().max()) for t in (floats.weight, floats.bias,
+                                                   floats.shortcut) if t is not None)
         return loihi.choose_scale(m, self.neuron.threshold, k_max, self.neuron.theta_k_max)
 
     def hardware(self, k_max: float | None = None, scale: float | None = None,
-                 first_pre: "PSPNorm | None" = None, floats=None) -> LayerHardware:
+                 first_pre: "PSPNorm | None" = None, floats: Folded | None = None
+                 ) -> LayerHardware:
         """Fold, scale and quantize as the exporter writes the layer (straight-through
         gradients to the float parameters).  ``scale``: imposed by :meth:`SNN.hardware` on
         the layers a membrane shortcut joins; ``first_pre``: the PSP norm of the block's
@@ -173,7 +182,7 @@ class Folding:
         caller has it already."""
         k_max = self.k_max if k_max is None else float(k_max)
         floats = self.deployed_float(first_pre) if floats is None else floats
-        w, bias, dyn, ws = floats
+        w, bias, dyn, ws = floats.weight, floats.bias, floats.dynamic, floats.shortcut
         if scale is None:
             scale = self.needed_scale(k_max, floats)
         wq = ste(loihi.quantize_weight(w.detach() * scale), w * scale)

@@ -31,6 +31,7 @@ from psplava.train.model import SNN
 from psplava.device import describe, resolve_device
 from psplava.train.checkpoint import (init_from_checkpoint, load_checkpoint, to_cpu,
                                       model_from_checkpoint, model_spec, save_checkpoint)
+from psplava.train.convert import NormWarmStart, SrmToCuba
 from psplava.train.runtime import Runtime
 
 # ----------------------------------------------------------------------------- helpers
@@ -536,20 +537,19 @@ def _init_fine_tune(model: SNN, cfg: dict[str, Any], full, tr_idx, va_idx, out: 
     model.to(rt.device)
     log(f"initialised from {t['init_from']} (neuron {model.spec.neuron}, arithmetic "
         f"{model.spec.arithmetic}, norm {model.spec.norm})"
-        + (f" by {conversion['kind']} conversion" if conversion else ""))
-    if conversion and conversion["kind"] == "norm warm start":
+        + (f" by {conversion.kind} conversion" if conversion else ""))
+    if isinstance(conversion, NormWarmStart):
         log("norm warm start: measured input m2 per layer "
-            + ", ".join("-" if r["m2"] is None else f"{r['m2']:.3g}"
-                        for r in conversion["layers"]))
-    if conversion and conversion.get("decays_match") is False:
-        log(f"note: model.cuba current/voltage decays {conversion['current_decay']}/"
-            f"{conversion['voltage_decay']} differ from "
-            f"{conversion['matching_decay']:.4f}, the decay that matches the SRM "
-            f"PSP (tau_s {conversion['tau_s']}): the start is not equivalent")
+            + ", ".join("-" if m is None else f"{m:.3g}" for m in conversion.layer_m2))
+    if isinstance(conversion, SrmToCuba) and not conversion.decays_match:
+        log(f"note: model.cuba current/voltage decays {conversion.current_decay}/"
+            f"{conversion.voltage_decay} differ from "
+            f"{conversion.matching_decay:.4f}, the decay that matches the SRM "
+            f"PSP (tau_s {conversion.tau_s}): the start is not equivalent")
     va0 = run_epoch(model, full, va_idx, cfg, progress="start" if progress else None, rt=rt)
     start = {"init_from": str(t["init_from"]), "val_accuracy": va0["accuracy"],
              "val_samples": va0["samples"], "val_firing_rates": va0["firing_rates"],
-             "conversion": conversion}
+             "conversion": conversion.to_json() if conversion else None}
     if rt.is_main:
         with atomic_path(out / "start.json") as tmp:
             tmp.write_text(json.dumps(start, indent=1) + "\n")
