@@ -186,7 +186,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         attrs["config"] = data_config(args)
     print(f"dt = {dt:g} ({source}); framework: {framework or 'not named by the graph'}")
     print(f"{'layer':>5} {'node':>8} {'nir':8} {'type':6} {'scale':>8} {'w rel rms err':>14} "
-          f"{'w max err':>10} {'vThMant':>8} {'decay err':>9}")
+          f"{'w max err':>10} {'th mant':>8} {'decay err':>9}")
     for r in report:
         print(f"{r['layer']:5d} {r['node']:>8} {r['nir']:8} {r['type']:6} {r['scale']:8.3g} "
               f"{r['weight_rel_rms_error']:14.4%} {r['weight_max_abs_error']:10.4g} "

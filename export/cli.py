@@ -40,7 +40,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return _export_nir(args)
     report = export_checkpoint(args.checkpoint, args.output, k_max=args.k_max)
     print(f"{'layer':>5} {'type':6} {'neuron':6} {'scale':>8} {'w rel rms err':>14} "
-          f"{'w max err':>10} {'vThMant':>8}")
+          f"{'w max err':>10} {'th mant':>8}")
     for r in report:
         print(f"{r['layer']:5d} {r['type']:6} {r['neuron']:6} {r['scale']:8.3g} "
               f"{r['weight_rel_rms_error']:14.4%} {r['weight_max_abs_error']:10.4g} "
@@ -145,7 +145,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     for layer in net.layers:
         extra = ""
         if layer.neuron:
-            extra = f"{layer.neuron['type']} vThMant={layer.neuron.get('vThMant')}"
+            extra = f"{layer.model.type_name} v_th_mant={layer.hardware.v_th_mant}"
         if layer.dynamic_threshold:
             dyn = layer.dynamic_threshold
             extra += f" dynamic threshold (lambda={dyn.lam}" + (
@@ -155,7 +155,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             extra += f" + skip({skip.mode.value} of layer/{skip.source})"
         print(f"  {layer.index:3d} {layer.type:8s} shape={layer.shape} {extra}")
         rows.append({"index": layer.index, "type": layer.type, "shape": list(layer.shape),
-                     "neuron": layer.neuron.get("type"),
+                     "neuron": layer.model.type_name if layer.neuron else None,
                      "dynamic_threshold": layer.dynamic_threshold is not None,
                      "skips": [{"source": k.source, "mode": k.mode.value}
                                for k in layer.skips]})

@@ -49,8 +49,8 @@ def build_layers(model: SNN, k_max: float | None = None
         hws = model.hardware(k_max)
         for i, layer in enumerate(model.layers):
             hw: LayerHardware = hws[i]
-            model = neuron_model(layer.neuron.type_name, f"layer {i}")
-            if hw.bias is not None and model.stock_netx:
+            kind = neuron_model(layer.neuron.type_name, f"layer {i}")
+            if hw.bias is not None and kind.stock_netx:
                 raise FoldError("a membrane-norm bias adds to a CUBA neuron's current, which "
                                 "stock netx cannot express; export CUBA networks with psp_bn "
                                 "or none")
@@ -58,7 +58,7 @@ def build_layers(model: SNN, k_max: float | None = None
             if hw.kind == "dense" and len(shape) == 3:
                 layers.append(NetLayer(len(layers), "flatten", (int(np.prod(shape)),)))
                 weight, wf = weight[:, _chw_columns(shape)], wf[:, _chw_columns(shape)]
-            neuron = model.group(hw.neuron)
+            neuron = kind.group(hw.neuron)
             err = wf - weight / hw.scale
             rms_w = float(np.sqrt(np.mean(np.square(wf)))) if wf.size else 0.0
             rel = float(np.sqrt(np.mean(np.square(err)))) / rms_w if rms_w else 0.0
@@ -81,11 +81,11 @@ def build_layers(model: SNN, k_max: float | None = None
             layers.append(entry)
             file_index.append(entry.index)
             theta = layer.neuron.threshold
-            report.append({"layer": i, "type": hw.kind, "neuron": neuron["type"],
+            report.append({"layer": i, "type": hw.kind, "neuron": kind.type_name,
                            "scale": hw.scale, "weight_rel_rms_error": round(rel, 6),
                            "weight_max_abs_error": round(max_err, 6),
-                           "threshold_mantissa": neuron["vThMant"],
-                           "threshold_error": abs(neuron["vThMant"] / hw.scale - theta)})
+                           "threshold_mantissa": hw.neuron.v_th_mant,
+                           "threshold_error": abs(hw.neuron.v_th_mant / hw.scale - theta)})
             shape = layer.out_shape
     return layers, report
 

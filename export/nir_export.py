@@ -28,6 +28,7 @@ import numpy as np
 
 from psplava.errors import PsplavaError
 from psplava.netfile import NetLayer
+from psplava.neurons.cuba import CubaHardware
 
 #: one Loihi step in NIR's continuous time (snnTorch's importer assumes 1e-4 s)
 DT = 1e-4
@@ -39,8 +40,8 @@ class NirExportError(PsplavaError):
 
 def _check(layer: NetLayer) -> None:
     where = f"layer/{layer.index}"
-    ntype = str(layer.neuron.get("type"))
-    if ntype not in ("CUBA", "LOIHI"):
+    ntype = layer.model.type_name
+    if not isinstance(layer.hardware, CubaHardware):
         raise NirExportError(f"{where}: {ntype} neurons have no NIR primitive (NIR has "
                              "CubaLIF, LIF, IF, LI, I); export a CUBA model (fine-tune with "
                              "--set model.neuron=cuba), or use the .net file with Lava")
@@ -49,24 +50,24 @@ def _check(layer: NetLayer) -> None:
                                                                          "threshold")):
         if getattr(layer, attr) not in (None, [], {}):
             raise NirExportError(f"{where}: {what} cannot be exported to NIR by psplava")
-    for key in ("iDecay", "vDecay"):
-        if int(layer.neuron[key]) == 0:
-            raise NirExportError(f"{where}: {key} = 0 (no decay) is tau = infinity, which "
+    for name in ("i_decay", "v_decay"):
+        if getattr(layer.hardware, name) == 0:
+            raise NirExportError(f"{where}: {name} = 0 (no decay) is tau = infinity, which "
                                  "NIR's CubaLIF cannot hold with finite w_in")
 
 
 def _cuba(layer: NetLayer, shape: tuple[int, ...]):
     import nir
 
-    n = layer.neuron
-    tau_syn = DT * 4096.0 / int(n["iDecay"])
-    tau_mem = DT * 4096.0 / int(n["vDecay"])
+    hw: CubaHardware = layer.hardware
+    tau_syn = DT * 4096.0 / hw.i_decay
+    tau_mem = DT * 4096.0 / hw.v_decay
 
     def full(v: float) -> np.ndarray:
         return np.full(shape, v, dtype=np.float32)
 
     return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / DT),
-                       v_leak=full(0.0), v_threshold=full(float(n["vThMant"])),
+                       v_leak=full(0.0), v_threshold=full(float(hw.v_th_mant)),
                        v_reset=full(0.0), w_in=full(tau_syn / DT))
 
 

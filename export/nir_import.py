@@ -69,6 +69,11 @@ from psplava.export.nir_float import (NEURONS, READOUT, STATELESS, FloatGraph, N
                                       delay_steps, input_node, input_shape, output_node,
                                       predecessors, topological_order)
 from psplava.netfile import NetLayer
+from psplava.neurons import neuron_model
+from psplava.neurons.cuba import CubaHardware
+
+#: the neuron every imported layer maps onto (Loihi 2's stock CUBA)
+CUBA = neuron_model("CUBA")
 
 #: largest dense synapse (inputs x outputs) built from the identity basis
 MAX_DENSE = 1 << 26
@@ -523,8 +528,7 @@ def import_graph(graph, dt: float, k_max: float = loihi.K_MAX
             index=len(layers), type=kind, shape=tuple(int(v) for v in seg.out_shape),
             weight=wq.astype(np.int32), stride=stride, padding=pad,
             bias=bias.astype(np.int32) if np.any(bias != 0) else None,
-            neuron={"type": "CUBA", "iDecay": i_decay, "vDecay": v_decay, "vThMant": vth,
-                    "refDelay": 1, "gradedSpike": False},
+            neuron=CUBA.group(CubaHardware(i_decay=i_decay, v_decay=v_decay, v_th_mant=vth)),
             delay=None if delay is None else delay.astype(np.int64),
             quant={"scale": k, "rel_rms_error": rel, "max_abs_error": max_err}))
         report.append({

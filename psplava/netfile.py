@@ -116,6 +116,8 @@ class NetLayer:
     bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
+    #: the neuron group as the file stores it (netx keys, checked by its type's model); only
+    #: netfile and the neuron modules read it: the stages use ``model`` and ``hardware``
     neuron: dict[str, Any] = field(default_factory=dict)
     dynamic_threshold: DynamicThreshold | None = None
     quant: dict[str, float] = field(default_factory=dict)
@@ -315,7 +317,7 @@ def _read_common(where, grp, layer: NetLayer) -> None:
     if "dynamicThreshold" in grp:
         if not layer.model.dynamic_threshold:
             raise NetFileError(f"{where}: 'dynamicThreshold' needs an SRM neuron (a "
-                               f"{layer.neuron['type']} neuron has none)")
+                               f"{layer.model.type_name} neuron has none)")
         layer.dynamic_threshold = _read_dynamic(f"{where}/dynamicThreshold",
                                                 grp["dynamicThreshold"])
     if "skip" in grp:

@@ -164,3 +164,41 @@ def test_every_argument_has_help_and_version_prints():
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0
+
+
+def neuron_key_readers() -> list[str]:
+    """Places outside the neuron modules and the file reader/writer that name a neuron
+    group's file key (``vThMant``, ``tauS``, ...) or index a layer's neuron group."""
+    from psplava.neurons import REGISTRY
+
+    keys = {f.key for m in REGISTRY.values() for f in m.fields}
+    allowed = ({ROOT / "psplava" / "netfile.py"} | set((ROOT / "psplava" / "neurons").glob("*.py"))
+               | set((ROOT / "train" / "neurons").glob("*.py")))  # lava-dl's device_params
+    bad = []
+    for _, f in _modules():
+        if f in allowed:
+            continue
+        text = f.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Constant) and node.value in keys:
+                bad.append(f"{f.relative_to(ROOT)}:{node.lineno} names {node.value!r}")
+        for m in re.finditer(r"\.neuron(\[|\.get\()", text):
+            bad.append(f"{f.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1} "
+                       "indexes a neuron group")
+    return bad
+
+
+def test_no_stage_reads_a_neuron_file_key():
+    """Issue 19: netfile, the exporter, the engines and the plan ask the neuron's model
+    (``layer.model``, ``layer.hardware``); only the registry knows the file's keys."""
+    assert neuron_key_readers() == []
+
+
+def test_neuron_key_check_catches_a_reader():
+    probe = ROOT / "deploy" / "_probe_key.py"
+    probe.write_text("def f(layer):\n    return layer.neuron['vThMant']\n")
+    try:
+        found = [b for b in neuron_key_readers() if "_probe_key" in b]
+        assert len(found) == 2, found
+    finally:
+        probe.unlink()
