@@ -124,21 +124,23 @@ def quantize_decay(decay_per_step: float) -> int:
 
 
 # --------------------------------------------------------------------------- integer ops
-def dec_round(v: torch.Tensor, d: int) -> torch.Tensor:
-    """12-bit decay rounded to nearest (halves away from zero): SRM's PSP and refractory."""
-    p = v * (DECAY_UNITY - int(d))
+def dec_round(v: torch.Tensor, decay: int) -> torch.Tensor:
+    """``v`` after one step of the 12-bit ``decay`` (``ps_decay``, ``ref_decay``), rounded
+    to nearest (halves away from zero): SRM's PSP and refractory."""
+    p = v * (DECAY_UNITY - int(decay))
     return torch.sign(p) * ((p.abs() + (DECAY_UNITY >> 1)) >> DECAY_SHIFT)
 
 
-def dec_trunc(v: torch.Tensor, d: int) -> torch.Tensor:
-    """12-bit decay truncated toward zero: Loihi's CUBA current and voltage.
+def dec_trunc(v: torch.Tensor, decay: int) -> torch.Tensor:
+    """``v`` after one step of the 12-bit ``decay`` (``i_decay``, ``v_decay``), truncated
+    toward zero: Loihi's CUBA current and voltage.
 
     int64 or float64 ``v`` holding integers: in float64, ``v (4096 - d) / 4096`` is exact
     for ``|v| < 2**40`` (the factor is a multiple of 2**-12), and one ``trunc`` is 4-5x
     faster on a CPU than int64's sign/abs/shift (the reference engine's CUBA layers)."""
     if v.is_floating_point():
-        return torch.trunc(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))
-    p = v * (DECAY_UNITY - int(d))
+        return torch.trunc(v * ((DECAY_UNITY - int(decay)) / DECAY_UNITY))
+    p = v * (DECAY_UNITY - int(decay))
     return torch.sign(p) * (p.abs() >> DECAY_SHIFT)
 
 

@@ -8,8 +8,8 @@ state in a register.  They are exact by construction (int64 throughout, the same
 rounding, the same comparison in float64 for the dynamic threshold), and the tests hold
 them against the torch loops, the golden trajectories and the oracle.
 
-``dec`` is :func:`psplava.loihi.dec_round`: ``p = v (4096 - d)``,
-``sign(p) ((|p| + 2048) >> 12)``.
+``_dec`` is :func:`psplava.loihi.dec_round`: ``p = v keep``, ``keep = 4096 - decay``
+(``ps_decay`` or ``ref_decay``), ``sign(p) ((|p| + 2048) >> 12)``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ def _psp(s, keep, state_bits, msg_shift, out):
                 x = xn
 
 
-def psp(s: np.ndarray, dq: int, state_bits: int, msg_shift: int,
+def psp(s: np.ndarray, ps_decay: int, state_bits: int, msg_shift: int,
         dtype=np.int64) -> np.ndarray:
     """PSP messages (T, F) of spikes ``s`` (T, F) (bool or 0/1): :func:`psplava.neurons.srm.psp`."""
     out = np.empty(s.shape, dtype=dtype)
-    _psp(np.ascontiguousarray(s != 0), np.int64(4096 - int(dq)), np.int64(state_bits),
+    _psp(np.ascontiguousarray(s != 0), np.int64(4096 - int(ps_decay)), np.int64(state_bits),
          np.int64(msg_shift), out)
     return out
 

@@ -86,8 +86,8 @@ run "no 24-bit wrap of the conv output" psplava/loihi.py \
   '    return torch.remainder(z + base // 2, base) - base // 2' '    return z' \
   tests/test_loihi_kernels.py
 run "CUBA decay rounds instead of truncating" psplava/loihi.py \
-  '        return torch.trunc(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' \
-  '        return torch.round(v * ((DECAY_UNITY - int(d)) / DECAY_UNITY))' tests/test_loihi_kernels.py
+  '        return torch.trunc(v * ((DECAY_UNITY - int(decay)) / DECAY_UNITY))' \
+  '        return torch.round(v * ((DECAY_UNITY - int(decay)) / DECAY_UNITY))' tests/test_loihi_kernels.py
 run "SRM spike strictly above threshold (torch step)" psplava/neurons/srm.py \
   '            s = z.to(torch.int64) + r >= self.theta' \
   '            s = z.to(torch.int64) + r > self.theta' tests/test_loihi_kernels.py

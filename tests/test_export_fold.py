@@ -36,7 +36,7 @@ def simulate_float(layers: list[dict], x: torch.Tensor) -> list[torch.Tensor]:
     for L in layers:
         p = L["p"]
         T, N = s.shape[:2]
-        a = torch.from_numpy(kernels.alpha_filter(s.reshape(T, -1).numpy(), p.psp_decay,
+        a = torch.from_numpy(kernels.alpha_filter(s.reshape(T, -1).numpy(), p.ps_decay_per_step,
                                                   p.psp_gain)).view(s.shape)
         gain = torch.ones(T, N, dtype=torch.float64)
         if L["lam"] is not None:   # a DynamicThreshold: lambda and an optional prior

@@ -202,3 +202,80 @@ def test_neuron_key_check_catches_a_reader():
         assert len(found) == 2, found
     finally:
         probe.unlink()
+
+
+def _names_table() -> list[list[str]]:
+    text = (ROOT / "docs" / "design.md").read_text()
+    body = text.split("<!-- names table")[1].split("<!-- end names table -->")[0]
+    rows = [[c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+            for line in body.splitlines()[1:] if line.startswith("|")]
+    return rows[2:]   # past the header and the rule
+
+
+def names_table_errors() -> list[str]:
+    """Cells of docs/design.md's names table that the code does not hold."""
+    import dataclasses
+    import inspect
+
+    from lava.proc.lif.process import LIF
+
+    from psplava.neurons import neuron_model
+    from psplava.sim.procs import process
+    from psplava.train.neurons import training_neuron
+
+    procs = {"LIF": LIF, **{n: c for n, c in vars(process).items() if inspect.isclass(c)}}
+    errors = []
+    rows = _names_table()
+    assert len(rows) >= 9
+    for concept, config, train, file, hw, lava in rows:
+        cls_name, attr = train.split(".")
+        if config != "-":
+            _, key, name = config.split(".")
+            neuron = training_neuron(key)
+            if neuron.params_type.__name__ != cls_name or name != attr or \
+                    name not in {f.name for f in dataclasses.fields(neuron.params_type)}:
+                errors.append(f"{concept}: config {config} is not {train}")
+        params = {"SRMParams": training_neuron("srm"),
+                  "CubaParams": training_neuron("cuba")}[cls_name].params_type
+        if not hasattr(params, attr):
+            errors.append(f"{concept}: {train} does not exist")
+        type_name, key = file.split("/")
+        model = neuron_model(type_name)
+        source = inspect.getsource(inspect.getmodule(type(model)))
+        if key not in {f.key for f in model.fields} and f'"{key}"' not in source:
+            errors.append(f"{concept}: file key {file} is not read by {type_name}'s model")
+        hw_cls, hw_attr = hw.split(".")
+        fields = {f.name for f in dataclasses.fields(_hardware_class(model))}
+        if _hardware_class(model).__name__ != hw_cls or hw_attr not in fields:
+            errors.append(f"{concept}: {hw} is not {type_name}'s hardware field")
+        proc, arg = lava[:-1].split("(")
+        if arg.startswith("hardware."):
+            ok = "hardware" in inspect.signature(procs[proc].__init__).parameters and \
+                arg.split(".")[1] in fields
+        else:
+            ok = arg in inspect.signature(procs[proc].__init__).parameters
+        if not ok:
+            errors.append(f"{concept}: {lava} is not a parameter of the Lava process")
+    return errors
+
+
+def _hardware_class(model):
+    """The hardware dataclass a model's ``hardware(group)`` returns (from its module)."""
+    import inspect
+
+    mod = inspect.getmodule(type(model))
+    return next(c for n, c in vars(mod).items()
+                if inspect.isclass(c) and n.endswith("Hardware") and c.__module__ == mod.__name__)
+
+
+def test_names_table():
+    """Issue 19: docs/design.md's "One name per concept" table holds (each cell is a name
+    in the code); renaming a field without the table fails here."""
+    assert names_table_errors() == []
+
+
+def test_names_table_check_fails_on_a_wrong_name(monkeypatch):
+    rows = _names_table()
+    rows[1][4] = "SRMHardware.tau_syn"
+    monkeypatch.setattr(sys.modules[__name__], "_names_table", lambda: rows)
+    assert any("SRMHardware.tau_syn" in e for e in names_table_errors())

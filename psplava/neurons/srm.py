@@ -49,11 +49,11 @@ def decay_int(tau: float) -> int:
 
 
 # --------------------------------------------------------------------------- the PSP
-def psp_step(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, dq: int
+def psp_step(x: torch.Tensor, y: torch.Tensor, s: torch.Tensor, ps_decay: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """New integer alpha-PSP state (x, y) after a step with spikes ``s`` (0/1)."""
     inc = s.to(torch.int64) << PSP_STATE_BITS
-    return dec_round(x + inc, dq), dec_round(y + x + inc, dq)
+    return dec_round(x + inc, ps_decay), dec_round(y + x + inc, ps_decay)
 
 
 def psp_message(y: torch.Tensor) -> torch.Tensor:
@@ -61,41 +61,41 @@ def psp_message(y: torch.Tensor) -> torch.Tensor:
     return (y + (1 << (PSP_MSG_SHIFT - 1))) >> PSP_MSG_SHIFT
 
 
-def psp_message_bound(dq: int) -> int:
-    """An upper bound of every PSP message with decay ``dq`` (one spike per step at most):
-    ``U sum_{k>=1} k Q^k = U Q / (1 - Q)^2`` with ``Q = 1 - dq / 4096``, plus the rounding
+def psp_message_bound(ps_decay: int) -> int:
+    """An upper bound of every PSP message with decay ``ps_decay`` (one spike per step at most):
+    ``U sum_{k>=1} k Q^k = U Q / (1 - Q)^2`` with ``Q = 1 - ps_decay / 4096``, plus the rounding
     of the states and the message (at most half a state unit per step each: a few state
     units in all, far below one message unit; 2 added).  Tested against saturated input."""
-    q = (DECAY_UNITY - int(dq)) / DECAY_UNITY
+    q = (DECAY_UNITY - int(ps_decay)) / DECAY_UNITY
     if q >= 1.0:
         return 1 << 62
     return int(math.ceil(PSP_UNIT * q / (1.0 - q) ** 2)) + 2
 
 
-def psp(s: torch.Tensor, dq: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+def psp(s: torch.Tensor, ps_decay: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
     """The PSP messages (shape of ``s``; int64, or a float dtype holding the same integers:
     float32 is exact while :func:`psp_message_bound` < 2**24) of spikes ``s`` (T, ...), as
     the receiving synapse sees them: the value at t depends on spikes before t (0 at t = 0)."""
-    if dtype == torch.float32 and psp_message_bound(dq) >= F32_EXACT:
-        raise ValueError(f"PSP messages with decay {dq} may exceed float32's exact integers")
+    if dtype == torch.float32 and psp_message_bound(ps_decay) >= F32_EXACT:
+        raise ValueError(f"PSP messages with decay {ps_decay} may exceed float32's exact integers")
     if cpu_fast(s):
         from psplava import loihi_kernels  # numba: compiled at first use
 
         flat = s.detach().reshape(s.shape[0], -1).numpy()
         np_dtype = {torch.int64: "int64", torch.float64: "float64",
                     torch.float32: "float32"}[dtype]
-        return torch.from_numpy(loihi_kernels.psp(flat, dq, PSP_STATE_BITS, PSP_MSG_SHIFT,
+        return torch.from_numpy(loihi_kernels.psp(flat, ps_decay, PSP_STATE_BITS, PSP_MSG_SHIFT,
                                                   np_dtype)).view(s.shape)
-    return _psp_loop(s, dq).to(dtype)
+    return _psp_loop(s, ps_decay).to(dtype)
 
 
-def _psp_loop(s: torch.Tensor, dq: int) -> torch.Tensor:
+def _psp_loop(s: torch.Tensor, ps_decay: int) -> torch.Tensor:
     x = torch.zeros(s.shape[1:], dtype=torch.int64, device=s.device)
     y = torch.zeros_like(x)
     out = torch.empty(s.shape, dtype=torch.int64, device=s.device)
     for t in range(s.shape[0]):
         out[t] = psp_message(y)
-        x, y = psp_step(x, y, s[t], dq)
+        x, y = psp_step(x, y, s[t], ps_decay)
     return out
 
 
@@ -157,11 +157,12 @@ class SRMState:
         else:
             s = z.to(torch.float64) >= gain * (self.theta - r).to(torch.float64)
         inc = s.to(torch.int64) * self.g_ref
-        d = self.hw.ref_decay
+        ref_decay = self.hw.ref_decay
         if self.alpha:
-            self.rx, self.ry = dec_round(self.rx + inc, d), dec_round(self.ry + self.rx + inc, d)
+            self.rx, self.ry = (dec_round(self.rx + inc, ref_decay),
+                                dec_round(self.ry + self.rx + inc, ref_decay))
         else:
-            self.ry = dec_round(self.ry + inc, d)
+            self.ry = dec_round(self.ry + inc, ref_decay)
         return s
 
 

@@ -138,7 +138,7 @@ class PyPSPInputFixed(_Windowed, PyLoihiProcessModel):
         super().__init__(proc_params)
         shape = proc_params["shape"]
         self.window = proc_params["window"]
-        self.dq = int(proc_params["ps_decay"])
+        self.ps_decay = int(proc_params["ps_decay"])
         self.x = torch.zeros(shape, dtype=torch.int64)
         self.y = torch.zeros(shape, dtype=torch.int64)
 
@@ -146,7 +146,7 @@ class PyPSPInputFixed(_Windowed, PyLoihiProcessModel):
         s = _t(self.a_in.recv()) != 0   # straight from the source: no synapse buffer
         if self.window_start():
             self.x, self.y = torch.zeros_like(self.x), torch.zeros_like(self.y)
-        self.x, self.y = srm.psp_step(self.x, self.y, s, self.dq)
+        self.x, self.y = srm.psp_step(self.x, self.y, s, self.ps_decay)
         self.s_out.send(srm.psp_message(self.y).numpy().astype(np.int32))
 
 
@@ -171,7 +171,7 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
         self.state = self.model.state(shape, self.hw)
         bias = proc_params["bias"]
         self.bias = 0 if bias is None else _t(bias) * loihi.PSP_UNIT
-        self.dq = proc_params["out_ps_decay"]
+        self.out_ps_decay = proc_params["out_ps_decay"]
         self.px = torch.zeros(shape, dtype=torch.int64)  # own PSP, sent to the next layer
         self.py = torch.zeros(shape, dtype=torch.int64)
 
@@ -187,8 +187,8 @@ class PySRMLayerFixed(_Windowed, PyLoihiProcessModel):
         if self.dynamic is not None:
             gain = self.dynamic.gain(torch.from_numpy(self.m2_in.recv()[:1]))[0]
         s = self.state.step(z, gain)
-        if self.dq is not None:
-            self.px, self.py = srm.psp_step(self.px, self.py, s, self.dq)
+        if self.out_ps_decay is not None:
+            self.px, self.py = srm.psp_step(self.px, self.py, s, self.out_ps_decay)
         self.s_out.send(srm.psp_message(self.py).numpy().astype(np.int32))
         self.spk_out.send(s.numpy().astype(np.int32))
 

@@ -75,7 +75,9 @@ class SRMParams:
             raise ValueError(f"SRM parameters must be positive: {self}")
 
     @property
-    def psp_decay(self) -> float:
+    def ps_decay_per_step(self) -> float:
+        """The PSP's per-step factor ``q = exp(-1 / tau_s)`` (float; the 12-bit form is the
+        hardware's ``ps_decay``)."""
         return srm_hw.decay_per_step(self.tau_s)
 
     @property
@@ -83,7 +85,9 @@ class SRMParams:
         return math.e / self.tau_s
 
     @property
-    def ref_decay(self) -> float:
+    def ref_decay_per_step(self) -> float:
+        """The refractory state's per-step factor ``exp(-1 / tau_r)`` (the hardware's
+        ``ref_decay`` is its 12-bit form)."""
         return srm_hw.decay_per_step(self.tau_r)
 
     @property
@@ -154,7 +158,7 @@ def psp(s: torch.Tensor, tau_s: float) -> torch.Tensor:
 class _SRMSpike(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, p: SRMParams, tau_rho: float, scale_rho: float):
-        args = (p.theta, p.ref_decay, p.refractory is RefractoryKind.ALPHA, p.ref_gain,
+        args = (p.theta, p.ref_decay_per_step, p.refractory is RefractoryKind.ALPHA, p.ref_gain,
                 tau_rho, scale_rho)
         if kernel_backend(z) == "numba":
             s, rho = kernels.srm_spike(_flat(z), *args)
@@ -186,19 +190,19 @@ def _alpha_adjoint(g: torch.Tensor, q: float, gain: float) -> torch.Tensor:
 
 class _IntegerPSP(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, s: torch.Tensor, dq: int, q: float) -> torch.Tensor:
+    def forward(ctx, s: torch.Tensor, ps_decay: int, q: float) -> torch.Tensor:
         ctx.q = q
-        return srm_hw.psp(s.detach() != 0, dq, psp_dtype(dq))
+        return srm_hw.psp(s.detach() != 0, ps_decay, psp_dtype(ps_decay))
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         return _alpha_adjoint(g, ctx.q, float(loihi.PSP_UNIT)), None, None
 
 
-def psp_dtype(dq: int) -> torch.dtype:
+def psp_dtype(ps_decay: int) -> torch.dtype:
     """float32 when it holds every PSP message exactly (``psp_message_bound`` < 2**24: any
     tau_s below ~1,000 steps), else float64."""
-    return torch.float32 if srm_hw.psp_message_bound(dq) < (1 << 24) else torch.float64
+    return torch.float32 if srm_hw.psp_message_bound(ps_decay) < (1 << 24) else torch.float64
 
 
 def psp_range(tau_s: float) -> tuple[float, float]:
