@@ -7,17 +7,28 @@ and exit with status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import multiprocessing.util as mp_util
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
 import psplava
-from psplava.children import kill_children
+from psplava import __version__
 from psplava.argtypes import count_int, positive_float, positive_int, steps_int
+from psplava.children import kill_children
+from psplava.cli import import_nir as import_cli
+from psplava.cli import sim as sim_cli
+from psplava.data import make_dataset
+from psplava.data.inspect import dataset_info, format_info, show_sample
+from psplava.deploy import cli as deploy_cli
 from psplava.errors import PsplavaError
+from psplava.export import cli as export_cli
+from psplava.train import cli as train_cli
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -34,9 +45,6 @@ def _add_dataset_args(p: argparse.ArgumentParser, root_required: bool = False) -
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
-    from psplava.data import make_dataset
-    from psplava.data.inspect import dataset_info, format_info
-
     ds = make_dataset(args.dataset, args.root, args.split, steps=args.steps, dt_ms=args.dt)
     info = dataset_info(ds, max_event_samples=args.max_samples)
     info.update({"dataset": args.dataset, "split": args.split, "root": args.root})
@@ -47,9 +55,6 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_show(args: argparse.Namespace) -> int:
-    from psplava.data import make_dataset
-    from psplava.data.inspect import show_sample
-
     steps = args.steps or (100 if args.dataset == "fmnist" else 300)
     if args.slices > steps:
         raise PsplavaError(f"--slices {args.slices}: more slices than the {steps} steps")
@@ -104,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psplava", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks on errors and third-party import notices")
-    from psplava import __version__
 
     parser.add_argument("--version", action="version", version=f"psplava {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,11 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_stage_commands() -> None:
     """Stage packages add their subcommands (train, evaluate, report, ...) here."""
-    from psplava.cli import import_nir as import_cli, sim as sim_cli
-    from psplava.deploy import cli as deploy_cli
-    from psplava.export import cli as export_cli
-    from psplava.train import cli as train_cli
-
     COMMANDS.setdefault("train", train_cli.register)
     COMMANDS.setdefault("export", export_cli.register)
     COMMANDS.setdefault("sim", sim_cli.register)
@@ -205,7 +204,6 @@ def _end_interrupted(kind: type, command: bool = True) -> int:
     if not command:
         return code
     _flush()
-    import multiprocessing.util as mp_util
 
     kill_children(spare_managers=True)   # Lava's workers, a DataLoader's
     # multiprocessing's own exit work, with the shared-memory manager still alive to unlink
@@ -221,8 +219,6 @@ def _quiet_child_signals() -> None:
     """In processes forked from the command (Lava's workers, DataLoader workers, the netx
     parser): Ctrl-C reaches the whole process group, but only the command answers it (it
     kills its children); a SIGTERM of a child ends it without a traceback."""
-    import signal
-
     # a Python-level no-op, not SIG_IGN: a program the child execs starts with the default
     signal.signal(signal.SIGINT, _ignore)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -251,8 +247,6 @@ def _exit_now(code: int) -> None:
     """Exit with ``code`` after the interpreter's exit work (atexit: multiprocessing's
     children and temp folders, ...), run while the signal handlers hold; the interpreter's
     own finalization resets them, so a signal in it would kill the process silently."""
-    import atexit
-
     _flush()
     atexit._run_exitfuncs()
     _flush()
@@ -273,7 +267,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
     # the command itself (argv from the command line) ends interrupted runs with one line
     # and exit 130 / 143 (os._exit: Lava may leave threads); main([...]) in a test returns
     command = argv is None
-    import signal
 
     if command and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -317,8 +310,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 def _late_signal(signum, frame) -> None:
-    import signal
-
     _end_interrupted(Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
 
 

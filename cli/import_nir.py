@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from psplava import __version__, loihi
+from psplava import __version__
 from psplava.argtypes import count_int, positive_float, positive_int, steps_int
+from psplava.data import dataset_from_config
 from psplava.errors import PsplavaError, check_output
-from psplava.export.nir_float import FloatGraph, output_node
-from psplava.export.nir_import import (FRAMEWORK_DT, framework_of, import_graph, metadata_dt,
-                                       read_graph, segments)
-from psplava.netfile import read_netfile, write_netfile
+from psplava.train.config import DEFAULTS
+
+# The mapping, the float graph and the engines load torch, NIR and Lava (seconds): each
+# function imports what it runs, so registering the command (``psplava --help``) does not.
 
 #: accuracy difference (float graph vs file) above which ``import`` warns
 WARN_POINTS = 0.02
@@ -33,6 +33,8 @@ WARN_POINTS = 0.02
 def choose_dt(graph, dt: float | None) -> tuple[float, str, str | None]:
     """(dt, where it came from, the framework the metadata names): ``--dt`` first, then the
     graph's metadata (its ``dt``, else its framework's convention); never required of it."""
+    from psplava.export.nir_import import FRAMEWORK_DT, framework_of, metadata_dt  # torch
+
     framework = framework_of(graph)
     meta = metadata_dt(graph)
     if dt is not None:
@@ -50,7 +52,7 @@ def choose_dt(graph, dt: float | None) -> tuple[float, str, str | None]:
 
 
 def provenance(path: str, framework: str | None, dt: float, dt_source: str) -> dict[str, Any]:
-    import nir
+    import nir  # heavy: NIR loads its I/O stack
 
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return {"source": "nir", "file": str(path), "sha256": digest, "framework": framework,
@@ -72,8 +74,6 @@ def load_samples(cfg: dict[str, Any], split: str, limit: int | None):
 
 def _recordings(cfg: dict[str, Any], split: str, limit: int | None):
     """The dataset the data flags select (refused when empty)."""
-    from psplava.data import dataset_from_config
-
     ds = dataset_from_config(cfg, split, limit=limit)
     if len(ds) == 0:
         raise PsplavaError(f"no recordings in split {split!r} of {cfg['data']['root']}")
@@ -91,6 +91,12 @@ def float_outputs(graph, dt: float, xs: np.ndarray, batch: int = 32
                   ) -> tuple[np.ndarray, list[int]]:
     """Output spike counts per sample (N, classes) of the float graph and its spikes per
     neuron node, for xs (T, N, H, W, C) (fed as NIR's (C, H, W))."""
+    import torch  # heavy, with the float graph's torch modules
+
+    # heavy: the float graph and the segments run on torch
+    from psplava.export.nir_float import FloatGraph, output_node
+    from psplava.export.nir_import import segments
+
     segs, _ = segments(graph)
     names = [s.neuron for s in segs]
     fg = FloatGraph(graph, dt)
@@ -110,14 +116,15 @@ def float_outputs(graph, dt: float, xs: np.ndarray, batch: int = 32
 def file_outputs(path: str, xs: np.ndarray, engine: str) -> tuple[np.ndarray, list[int]]:
     """Output spike counts per sample and spikes per layer of the file, for xs (T, N, ...)
     padded with the file's latency (both engines)."""
-    from psplava.netfile import file_latency
+    # heavy: the reference engine runs on torch
+    from psplava.netfile import file_latency, read_netfile
     from psplava.sim.fixed import internal_to_lava, run_fixed
 
     net = read_netfile(path)
     lag = file_latency(net)
     xp = np.concatenate([xs, np.zeros((lag, *xs.shape[1:]), xs.dtype)], axis=0)
     if engine == "lava":
-        from psplava.sim.lava_engine import LavaNetwork
+        from psplava.sim.lava_engine import LavaNetwork  # heavy: Lava's runtime
 
         with LavaNetwork(path, xp.shape[0], "all", net_file=net) as lava:
             outs = [np.moveaxis(o, -1, 0) if o.ndim == 3 else o.transpose(4, 0, 2, 1, 3)
@@ -129,7 +136,7 @@ def file_outputs(path: str, xs: np.ndarray, engine: str) -> tuple[np.ndarray, li
 
 
 def compare(args, out: str, graph, dt: float) -> dict[str, Any]:
-    from psplava.budget import check_fits
+    from psplava.budget import check_fits  # heavy: torch, through the file reader
     from psplava.export.nir_float import input_shape
 
     cfg = data_config(args)
@@ -160,6 +167,11 @@ def compare(args, out: str, graph, dt: float) -> dict[str, Any]:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    # heavy: the mapping onto Loihi integers runs on torch
+    from psplava import loihi
+    from psplava.export.nir_import import import_graph, read_graph
+    from psplava.netfile import write_netfile
+
     check_output(args.output, (args.model,), (".net",))
     if args.k_max is not None:
         try:
@@ -174,7 +186,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     graph = read_graph(args.model)
     dt, source, framework = choose_dt(graph, args.dt)
     try:
-        layers, report = import_graph(graph, dt, args.k_max or loihi.K_MAX)
+        layers, report = import_graph(graph, dt, args.k_max or DEFAULTS["model"]["k_max"])
     except PsplavaError as exc:
         raise PsplavaError(f"{args.model}: {exc}") from None
     attrs: dict[str, Any] = {"psplava_version": __version__,
@@ -224,7 +236,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "1e-4, Norse's IF with 1 (default: the graph's metadata, else its "
                    "framework's convention)")
     p.add_argument("--k-max", type=float, default=None,
-                   help=f"largest weight scale, a power of two (default {loihi.K_MAX:g})")
+                   help="largest weight scale, a power of two (default "
+                        f"{DEFAULTS['model']['k_max']:g}, as model.k_max)")
     p.add_argument("--dataset", choices=["nmnist", "fmnist", "digits"], default=None,
                    help="compare the float graph and the file on these recordings")
     p.add_argument("--root", default=None)

@@ -22,19 +22,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from psplava.budget import batch_bytes, check_fits
+from psplava.data import dataset_from_config, file_dataset
 from psplava.device import describe, resolve_device
-from psplava.budget import batch_bytes
-from psplava.data import file_dataset
-from psplava.netfile import file_latency
-from psplava.budget import check_fits
+from psplava.errors import PsplavaError, atomic_path
+from psplava.netfile import file_latency, read_netfile
 from psplava.progress import progress as show_progress
-from psplava.errors import PsplavaError
+from psplava.sim.fixed import internal_to_lava, run_fixed
+from psplava.train.config import load_config
 
 
 class CheckpointReference:
     """A checkpoint's model in loihi arithmetic (what its file computes) and in float."""
 
     def __init__(self, ckpt_path: str, device: torch.device | str = "cpu") -> None:
+        # heavy: checkpoints rebuild models on torch and lava-dl
         from psplava.train.checkpoint import load_checkpoint, model_from_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)
@@ -90,8 +92,6 @@ def _engine_batch(net, x: np.ndarray, lava_net=None, progress=None,
                   device: torch.device | str = "cpu") -> list[np.ndarray]:
     """Per-layer spikes (T, N, ...) of a batch x (T, N, H, W, C): the reference engine (on
     ``device``), or the Lava network ``lava_net`` (built once per run) when given."""
-    from psplava.sim.fixed import internal_to_lava, run_fixed
-
     if lava_net is None:
         out = run_fixed(net, x, device)
         if progress is not None:
@@ -117,8 +117,6 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     builds the network once for the run (:class:`psplava.sim.lava_engine.LavaNetwork`) and
     records every layer only with ``compare`` (else the output layer: fewer processes).
     """
-    from psplava.netfile import read_netfile
-
     net = read_netfile(model)
     ds, d = file_dataset(net, dataset, root, split, limit, steps, dt)
     n = len(ds)
@@ -135,6 +133,7 @@ def simulate_dataset(model: str, dataset: str | None, root: str | None, split: s
     t0 = time.time()
     lava_net = None
     if engine == "lava":
+        # heavy: Lava's runtime
         from psplava.sim.lava_engine import LavaNetwork
 
         lava_net = LavaNetwork(model, int(d["steps"]) + lag, "all" if ref else "last",
@@ -179,6 +178,7 @@ DEMO_MARK = ".psplava-demo"
 def _check_demo_folder(out: Path, overwrite: bool) -> None:
     """``demo --out`` replaces an earlier demo run, but not a run that ``train`` made (or
     any other folder with files) unless ``--overwrite``."""
+    # heavy: the training loop loads lava-dl
     from psplava.train.trainer import RUN_FILES
 
     if out.exists() and not out.is_dir():
@@ -206,8 +206,8 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path,
              lava_samples: int | None = None, test_samples: int = 200,
              overwrite: bool = False) -> dict[str, Any]:
     """Train -> export -> simulate on the embedded digits (see configs/demo_digits.yaml)."""
+    # heavy: training and export load lava-dl
     from psplava.export.exporter import export_checkpoint
-    from psplava.train.config import load_config
     from psplava.train.trainer import evaluate, train
 
     cfg = load_config(config, overrides)
@@ -230,7 +230,7 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path,
     net = out / "model.net"
     print(f"[demo] 2/4 exporting {out / 'best.pt'} -> {net}", flush=True)
     report = export_checkpoint(out / "best.pt", net)
-    print(f"[demo] exported: weight rel. rms quantization error per layer "
+    print("[demo] exported: weight rel. rms quantization error per layer "
           + ", ".join(f"{r['weight_rel_rms_error']:.2%}" for r in report), flush=True)
     print(f"[demo] 3/4 fixed-point reference engine on the {test_samples} digits", flush=True)
     ref = simulate_dataset(str(net), "digits", None, "test", limit=test_samples,
@@ -266,7 +266,6 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path,
         summary["picture"] = str(picture)
     except Exception as exc:  # a picture is a courtesy; never fail the demo for it
         print(f"[demo] (no picture: {exc})", file=sys.stderr)
-    from psplava.errors import atomic_path
 
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
@@ -288,14 +287,13 @@ def run_demo(config: str | Path, overrides: list[str], out: str | Path,
 def _plot_outputs(ckpt: Path, net: Path, path: Path) -> None:
     """The trained model's output spikes (PyTorch, loihi arithmetic) beside Lava's, for the
     first test digit."""
+    # plotting (matplotlib) only when a picture is asked for
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
-    from psplava.data import dataset_from_config
-    from psplava.netfile import read_netfile
-    from psplava.sim.fixed import internal_to_lava
+    # heavy: Lava's runtime
     from psplava.sim.lava_engine import LavaNetwork
 
     ref = CheckpointReference(str(ckpt))

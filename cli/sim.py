@@ -13,8 +13,10 @@ import time
 import numpy as np
 
 from psplava.argtypes import positive_float, positive_int, refuse_unused, steps_int
-from psplava.device import describe, resolve_device
 from psplava.errors import PsplavaError, atomic_path, check_output
+
+# The file reader, the engines and the pipeline load torch and Lava (seconds): each
+# function imports what it runs, so registering the command (``psplava --help``) does not.
 
 
 #: largest input (elements x steps) ``sim --input`` accepts
@@ -84,7 +86,7 @@ def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input",
              device=None) -> np.ndarray:
     """The output layer's output, Lava order ((x, y, f, T) or (F, T)), for one input x
     (:func:`psplava.netfile.input_shape` + (T,))."""
-    from psplava.netfile import input_shape, read_netfile
+    from psplava.netfile import input_shape, read_netfile  # heavy: torch
 
     net = read_netfile(model)
     _check_spikes(input_path, x, net)
@@ -93,16 +95,18 @@ def _run_one(model: str, x: np.ndarray, engine: str, input_path: str = "input",
         raise PsplavaError(f"{model}: the input has shape {tuple(x.shape[:-1])} per step, the "
                            f"network expects {expected} (see docs/netfile.md, 'Input')")
     if engine == "lava":
-        from psplava.sim.lava_engine import LavaNetwork
+        from psplava.sim.lava_engine import LavaNetwork  # heavy: Lava's runtime
 
         with LavaNetwork(model, x.shape[-1], "last", net_file=net) as lava:
             return lava.run(x[None])[-1][0]
-    from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
+    from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed  # torch
 
     return internal_to_lava(run_fixed(net, lava_to_internal(x), device or "cpu")[-1])[0]
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
+    from psplava.device import describe, resolve_device  # heavy: torch
+
     if args.device is not None and args.engine != "reference":
         raise PsplavaError("--device applies to --engine reference (Lava simulates on "
                            "the CPU)")
@@ -139,7 +143,7 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _sim_dataset(args: argparse.Namespace) -> int:
-    from psplava.cli.pipeline import simulate_dataset
+    from psplava.cli.pipeline import simulate_dataset  # heavy: torch, checkpoints, Lava
 
     res = simulate_dataset(args.model, args.dataset, args.root, args.split, args.limit,
                            args.engine, args.compare, args.steps, args.dt,

@@ -6,17 +6,17 @@ import argparse
 import json
 import sys
 
+import numpy as np
+
 from psplava.argtypes import positive_float, positive_int, steps_int
+from psplava.data import file_dataset
 
 
 def _dataset_inputs(args, net) -> tuple:
     """(xs (T, N, ...) in the reference engine's layout, labels) of the requested
     recordings, as ``psplava sim`` reads them (the file's config, overridden by flags)."""
-    import numpy as np
-
-    from psplava.budget import check_fits
-    from psplava.budget import batch_bytes
-    from psplava.data import file_dataset
+    # heavy: the file reader loads torch
+    from psplava.budget import batch_bytes, check_fits
 
     ds, d = file_dataset(net, args.dataset, args.root, args.split, args.limit, args.steps,
                          args.dt)
@@ -28,6 +28,7 @@ def _dataset_inputs(args, net) -> tuple:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
+    # heavy: the plan, the targets and the file reader load torch
     from psplava.deploy import loihi2
     from psplava.deploy.plan import activity, estimate, plan
     from psplava.netfile import read_netfile
@@ -64,8 +65,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 
 def _run_target(args, net, hardware: bool) -> dict:
     """Accuracy of the file on the requested recordings, on the chip or in the simulator."""
-    import numpy as np
-
+    # heavy: the targets, the file reader and the reference engine load torch
     from psplava.deploy import loihi2
     from psplava.netfile import file_latency
     from psplava.sim.fixed import internal_to_lava
@@ -78,6 +78,7 @@ def _run_target(args, net, hardware: bool) -> dict:
     if hardware:
         outs = loihi2.run_loihi2(net.path, samples, steps)
     else:
+        # heavy: Lava's runtime
         from psplava.sim.lava_engine import LavaNetwork
 
         with LavaNetwork(net.path, steps, "last", net_file=net) as lava:

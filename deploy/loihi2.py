@@ -18,6 +18,9 @@ in the chip's arithmetic (``configs/deployed/cuba_psp_bn.yaml``), exported and d
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import numpy as np
 
 from psplava.errors import PsplavaError
@@ -36,6 +39,7 @@ MISSING = ("--target loihi2 needs Intel's lava-loihi extension (Loihi 2 access t
 
 
 def lava_loihi_installed() -> bool:
+    # optional: lava-loihi (Intel's, not public) names the chip when present
     from lava.utils import loihi
 
     try:
@@ -78,16 +82,15 @@ def run_loihi2(path: str, xs: np.ndarray, steps: int) -> list[np.ndarray]:
     rebuilding: the chip runs are short and compile caches)."""
     if not lava_loihi_installed():
         raise HardwareMissing(MISSING)
-    import contextlib
-    import sys
 
     with contextlib.redirect_stdout(sys.stderr):
+        # Lava and lava-loihi load only when the chip runs
         from lava.lib.dl import netx
         from lava.lib.dl.netx.blocks.process import Input
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2HwCfg
         from lava.proc import io
-        from lava.proc.embedded_io import spike as eio   # lava-loihi
+        from lava.proc.embedded_io import spike as eio  # lava-loihi
     outs = []
     for x in xs:
         net = netx.hdf5.Network(net_config=str(path))

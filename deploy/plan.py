@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from psplava.netfile import NetFile, NetLayer, SkipMode
 from psplava.neurons import srm
+from psplava.sim.fixed import run_fixed
 
 #: Loihi 2 limits used by the planner (sources: docs/loihi2.md)
 LOIHI2 = {
@@ -237,10 +239,6 @@ def activity(net: NetFile, xs: np.ndarray) -> dict[str, Any]:
     graded and sent in every step it is non-zero (so SRM sends far more messages than it
     spikes).  A synaptic operation is one message arriving at one synapse: messages x the
     sender's fan-out."""
-    import torch
-
-    from psplava.sim.fixed import run_fixed
-
     outs = run_fixed(net, xs)
     layers = [l for l in net.layers if l.type in ("conv", "dense")]
     outs = outs[len(outs) - len(layers):]   # a file's input neuron (lava-dl's) comes first

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from psplava.argtypes import refuse_unused, count_int, positive_int
+from psplava.argtypes import count_int, positive_int, refuse_unused
+from psplava.errors import PsplavaError, check_output
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from psplava.export.exporter import export_checkpoint
-    from psplava.train.norm import NormKind
-    from psplava.train.checkpoint import load_checkpoint
-
+    # heavy: checkpoints and the exporter load torch and lava-dl
     from psplava.device import resolve_device
-    from psplava.errors import check_output
+    from psplava.export.exporter import export_checkpoint
+    from psplava.train.checkpoint import load_checkpoint
+    from psplava.train.norm import NormKind
 
     check_output(args.output, (args.checkpoint,), (f".{args.format}",))
     if not args.causal_eval:
@@ -24,8 +25,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.split is None:
         args.split = "test"
     if args.k_max is not None:
+        # heavy: torch
         from psplava import loihi
-        from psplava.errors import PsplavaError
 
         try:
             loihi.check_k_max(args.k_max, "--k-max")
@@ -56,11 +57,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _held_out_accuracy(ckpt: str, samples: int, device: str | None = None) -> dict | None:
     """Accuracy of the float model and of the exported (loihi) arithmetic on the first
     ``samples`` held-out recordings of the checkpoint's config, when its data is at hand."""
-    import sys
-
-    from psplava.errors import PsplavaError
-    from psplava.train.trainer import evaluate
+    # heavy: the training loop loads lava-dl
     from psplava.train.checkpoint import load_checkpoint
+    from psplava.train.trainer import evaluate
 
     cfg = load_checkpoint(ckpt)["config"]
     split = "val" if int(cfg.get("data", {}).get("val_count") or 0) > 0 else "test"
@@ -89,9 +88,9 @@ def _held_out_accuracy(ckpt: str, samples: int, device: str | None = None) -> di
 def _export_nir(args: argparse.Namespace) -> int:
     """The same folded, quantized layers as the .net file, written as a NIR graph, then
     read back with ``nir.read`` (a file that does not round-trip is an error)."""
+    # heavy: NIR, checkpoints and the exporter load torch and lava-dl
     import nir
 
-    from psplava.errors import PsplavaError
     from psplava.export.exporter import build_layers
     from psplava.export.nir_export import write_nir
     from psplava.train.checkpoint import load_checkpoint, model_from_checkpoint
@@ -111,7 +110,7 @@ def _export_nir(args: argparse.Namespace) -> int:
 
 def _causal_eval(args: argparse.Namespace) -> int:
     """Accuracy of the same weights with whole-window vs causal PSP-LN statistics."""
-    from psplava.errors import PsplavaError
+    # heavy: the training loop loads lava-dl
     from psplava.train.trainer import evaluate
 
     if not args.dataset:
@@ -131,6 +130,7 @@ def _causal_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    # heavy: the file reader loads torch
     from psplava.netfile import read_netfile
 
     net = read_netfile(args.model)

@@ -10,16 +10,19 @@ never mutated; the file is written atomically.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from psplava import __version__
 from psplava.errors import PsplavaError
 from psplava.netfile import NetLayer, Skip, SkipMode, write_netfile
 from psplava.neurons import neuron_model
 from psplava.train.arch import Shortcut
+from psplava.train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
 from psplava.train.deployed import FoldError, LayerHardware
 from psplava.train.model import SNN
 
@@ -96,11 +99,6 @@ def export_checkpoint(ckpt_path: str | Path, out: str | Path, k_max: float | Non
 
     ``k_max`` defaults to the checkpoint's ``model.k_max`` (the scale rule it trained with).
     """
-    import json
-
-    from psplava import __version__
-    from psplava.train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
-
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt)
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):

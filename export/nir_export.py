@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nir
 import numpy as np
 
-from psplava.errors import PsplavaError
+from psplava.errors import PsplavaError, atomic_path
 from psplava.netfile import NetLayer
 from psplava.neurons.cuba import CubaHardware
 
@@ -57,8 +58,6 @@ def _check(layer: NetLayer) -> None:
 
 
 def _cuba(layer: NetLayer, shape: tuple[int, ...]):
-    import nir
-
     hw: CubaHardware = layer.hardware
     tau_syn = DT * 4096.0 / hw.i_decay
     tau_mem = DT * 4096.0 / hw.v_decay
@@ -73,8 +72,6 @@ def _cuba(layer: NetLayer, shape: tuple[int, ...]):
 
 def to_nir(layers: list[NetLayer]):
     """A ``nir.NIRGraph`` of a file's layers (:class:`psplava.netfile.NetLayer`)."""
-    import nir
-
     first = layers[0]
     if first.type != "input" or first.neuron:
         raise NirExportError("layer/0: the network must start with an input layer without "
@@ -119,9 +116,6 @@ def to_nir(layers: list[NetLayer]):
 
 def write_nir(path: str | Path, layers: list[NetLayer]) -> None:
     """Write the NIR graph of ``layers`` to ``path`` (HDF5, ``nir.write``), atomically."""
-    import nir
-
-    from psplava.errors import atomic_path
 
     graph = to_nir(layers)
     with atomic_path(path) as tmp:

@@ -61,6 +61,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import nir
 import numpy as np
 import torch
 
@@ -110,8 +111,6 @@ def read_graph(path: str):
     """A NIR file as a ``nir.NIRGraph`` (nir's type check off when it fails on the file:
     snnTorch 1.0's conv graphs carry scalar neuron types it rejects; psplava infers every
     shape itself)."""
-    import nir
-
     try:
         return nir.read(str(path))
     except Exception:  # noqa: BLE001 - retried without nir's type inference

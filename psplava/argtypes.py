@@ -12,6 +12,8 @@ import argparse
 import math
 from typing import Callable
 
+from psplava.errors import PsplavaError
+
 
 def bounded(kind: type, lo: float | None = None, hi: float | None = None,
             above: float | None = None) -> Callable[[str], float | int]:
@@ -54,8 +56,6 @@ def refuse_unused(args: argparse.Namespace, dests: tuple[str, ...], why: str) ->
     """Flags that do not apply to the chosen mode are refused, not ignored: each ``dest``
     of ``dests`` (flags whose default is ``None`` or ``False``) must not have been given.
     Raises :class:`psplava.errors.PsplavaError` naming the first flag that was."""
-    from psplava.errors import PsplavaError
-
     for dest in dests:
         if getattr(args, dest, None) not in (None, False):
             raise PsplavaError(f"--{dest.replace('_', '-')} does not apply {why}")

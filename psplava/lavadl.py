@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing as mp
 import os
 import sys
 
@@ -20,6 +21,7 @@ _captured = io.StringIO()
 with contextlib.redirect_stdout(sys.stderr if DEBUG else _captured), \
         contextlib.redirect_stderr(sys.stderr if DEBUG else _captured):
     from lava.lib.dl import slayer  # noqa: E402
+import torch  # noqa: E402  (loaded by slayer above, quietly)
 
 #: what the import printed (empty with --debug, which lets it through)
 IMPORT_MESSAGES = _captured.getvalue()
@@ -35,8 +37,6 @@ def _compile_for_this_gpu() -> None:
     ``scripts/gpu_check.sh``).  Name the present GPU's capability instead; lava-dl reads the
     setting when it compiles.
     """
-    import torch
-
     if torch.cuda.is_available() and slayer.jitconfig.TORCH_CUDA_ARCH_LIST is not None:
         major, minor = torch.cuda.get_device_capability(0)
         slayer.jitconfig.TORCH_CUDA_ARCH_LIST = f"{major}.{minor}"
@@ -52,8 +52,6 @@ def import_lava_runtime() -> None:
     method -- numba's parallel kernels do.  Forcing 'fork' (Linux's default, and what Lava
     needs) for that one call makes the import order irrelevant.
     """
-    import multiprocessing as mp
-
     original = mp.set_start_method
 
     def _forced(method, force=False):
@@ -61,6 +59,7 @@ def import_lava_runtime() -> None:
 
     mp.set_start_method = _forced
     try:
+        # its first import must happen here, inside the patch
         import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
     finally:
         mp.set_start_method = original

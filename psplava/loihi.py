@@ -60,6 +60,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 # --------------------------------------------------------------------------- constants
 WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP = -256, 254, 2
@@ -226,6 +227,7 @@ def _halves_fast(fn, x: torch.Tensor, w32: torch.Tensor, out_dtype: torch.dtype
     rows = _rows_last(x)
     if rows is None:
         return None
+    # numba: its kernels compile at first use
     from psplava import loihi_kernels
 
     both = torch.from_numpy(loihi_kernels.split_halves(rows.numpy()))   # (2, B, ...)
@@ -249,8 +251,6 @@ def synapse(x: torch.Tensor, w: torch.Tensor, kind: str, stride: int | tuple[int
     conv: ``x`` (B, C, H, W) (any memory format), ``w`` (out, in, kh, kw): Lava's conv, which
     wraps its output to 24 bits.  dense: ``x`` (B, F), ``w`` (out, F): Lava's dense (no wrap).
     """
-    import torch.nn.functional as F
-
     x_range = _min_max(x) if x_range is None else x_range
     if kind == "conv":
         fan_in = int(w[0].numel())

@@ -41,16 +41,19 @@ crashes the HDF5 library is one error line too.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
+import h5py
 import numpy as np
 
-from psplava.errors import PsplavaError
+from psplava.errors import PsplavaError, atomic_path
 from psplava.loihi import DynamicThreshold
 from psplava.neurons import NeuronGroupError, NeuronModel, network_latency, neuron_model
 
@@ -176,8 +179,6 @@ MAX_DATASET_BYTES = 1 << 31
 def _read(where: str, obj, name: str):
     """``obj[name][()]`` after checking the dataset's declared size against the file's size
     (uncompressed data cannot be larger than its file) and :data:`MAX_DATASET_BYTES`."""
-    import h5py
-
     d = obj[name]
     if not isinstance(d, h5py.Dataset):
         raise NetFileError(f"{where}: field {name!r} is a group, expected a dataset")
@@ -422,8 +423,6 @@ def read_netfile(path: str | Path) -> NetFile:
 
 
 def _read_isolated(path: Path) -> NetFile:
-    import pickle
-
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: parse, send the result (our own pickle of arrays and str), exit
@@ -455,8 +454,6 @@ def _read_isolated(path: Path) -> NetFile:
 
 
 def _read_netfile(path: str | Path) -> NetFile:
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise NetFileError(f"{path}: file not found")
@@ -588,12 +585,6 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
     only, ``delay`` (axonal delays) for dense ones; ``bias``, ``dynamic_threshold`` and
     ``quant`` when present.
     """
-    import h5py
-
-    from psplava.errors import atomic_path
-
-    import io
-
     # built in memory, then written with plain file I/O: h5py segfaults when the disk fills
     # under it, while a full disk here is an OSError that atomic_path cleans up after
     mem = io.BytesIO()

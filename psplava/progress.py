@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any, Iterable
 
+from tqdm import tqdm
+
 #: seconds between two plain progress lines in a log
 EVERY_S = 30.0
 
@@ -56,6 +58,5 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None,
         return _Off(iterable, total, desc, unit)
     if not sys.stderr.isatty():
         return _Lines(iterable, total, desc, unit)
-    from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, **tqdm_kw)

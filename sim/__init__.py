@@ -13,6 +13,7 @@ from psplava.sim.fixed import internal_to_lava, lava_to_internal, run_fixed
 
 def __getattr__(name: str):
     if name == "run_lava":
+        # Lava's runtime loads on first use of run_lava
         from psplava.sim.lava_engine import run_lava
 
         return run_lava

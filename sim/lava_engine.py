@@ -32,24 +32,39 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from psplava.children import kill_children
 from psplava.lavadl import import_lava_runtime
 from psplava.netfile import NetFileError, SkipMode, input_shape, read_netfile
 
 import_lava_runtime()
+# Lava's modules print on import, and a command's stdout carries its JSON line: they load
+# here, after the runtime's patched import, with stdout sent to stderr
+with contextlib.redirect_stdout(sys.stderr):
+    import lava.proc.conv.models as conv_models
+    import lava.proc.conv.utils as conv_utils
+    from lava.lib.dl import netx
+    from lava.lib.dl.netx.blocks.process import Input
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+
+    from psplava.sim.procs.models import WINDOWED_MODELS
+    from psplava.sim.procs.process import (FileSink, FileSource, PSPInput, PSPMoment,
+                                           SRMLayer)
 
 
 def _exact_torch_conv(input_, weight, kernel_size, stride, padding, dilation, groups):
     """Lava's ``conv.utils.conv`` in float64 torch: exact for integer messages < 2**53
     (Lava's own torch path is float32, inexact for graded PSP messages)."""
-    import torch
-    import torch.nn.functional as F
-
     out = F.conv2d(torch.from_numpy(np.ascontiguousarray(input_.transpose([2, 1, 0]),
                                                          dtype=np.float64))[None],
                    torch.from_numpy(np.ascontiguousarray(
@@ -59,13 +74,7 @@ def _exact_torch_conv(input_, weight, kernel_size, stride, padding, dilation, gr
     return np.rint(out[0].numpy().transpose([2, 1, 0])).astype(weight.dtype)
 
 
-
-
 def _torch_conv() -> None:
-    import torch
-    import lava.proc.conv.models as conv_models
-    import lava.proc.conv.utils as conv_utils
-
     torch.set_num_threads(1)  # more threads deadlock Lava's forked workers
     conv_utils.conv = _exact_torch_conv
     conv_models.utils.conv = _exact_torch_conv
@@ -102,16 +111,10 @@ def _kill_lava_workers(root=None) -> None:
 
 
 def _run_steps(n: int):
-    with contextlib.redirect_stdout(sys.stderr):
-        from lava.magma.core.run_conditions import RunSteps
     return RunSteps(num_steps=int(n))
 
 
 def _run_cfg():
-    with contextlib.redirect_stdout(sys.stderr):
-        from lava.magma.core.run_configs import Loihi2SimCfg
-    from psplava.sim.procs.models import WINDOWED_MODELS
-
     return Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=dict(WINDOWED_MODELS))
 
 
@@ -206,8 +209,6 @@ class LavaNetwork:
         inside a Lava process leaves Lava's runtime waiting forever, so a run whose step
         counter stalls (:data:`STALL_S`; longer before the first step, which compiles) is
         ended: Lava's worker processes are killed and :class:`LavaRuntimeError` raised."""
-        import threading
-
         beat = self._beat
         err: list[BaseException] = []
         done = threading.Event()
@@ -277,8 +278,6 @@ class LavaNetwork:
         return max(1, min(64, CHUNK_BYTES // max(per_sample, 1)))
 
     def _build(self) -> None:
-        from psplava.sim.procs.process import FileSink, FileSource
-
         _torch_conv()
         window = self.steps if self.streams else None
         if self.kind == "srm":
@@ -312,9 +311,6 @@ class LavaNetwork:
 
 def _build_netx(path: str, window: int | None):
     """lava-dl's netx network with windowed LIF models; (input port, output ports)."""
-    with contextlib.redirect_stdout(sys.stderr):
-        from lava.lib.dl import netx
-        from lava.lib.dl.netx.blocks.process import Input
     # graded input messages (16 bits): event counts per bin reach the first synapse as
     # they are (with 0 bits, Lava's Dense and Conv read their input as bool); 0/1 spikes
     # give the same sums either way
@@ -336,11 +332,6 @@ def _lava_conv_weight(w: np.ndarray) -> np.ndarray:
 
 def _build_srm(net_file, window: int | None):
     """The SRM graph from psplava's process library; (input port, output ports)."""
-    with contextlib.redirect_stdout(sys.stderr):
-        from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import Dense
-    from psplava.sim.procs.process import PSPInput, PSPMoment, SRMLayer
-
     c, h, w = net_file.layers[0].shape
     layers = [l for l in net_file.layers if l.type in ("conv", "dense")]
     inp = PSPInput(shape=(w, h, c), ps_decay=layers[0].hardware.ps_decay, window=window)

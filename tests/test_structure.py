@@ -131,13 +131,11 @@ def test_wheel_holds_every_module_and_data_file(tmp_path):
 def test_no_third_party_import_warnings_unless_debug():
     """lava-dl's Prophesee notice and torch's CUDA_HOME notice are swallowed at import;
     ``--debug`` lets them through (so this test sees them when they exist)."""
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "psplava.cli"]
-    quiet = subprocess.run(cmd + ["--help"], capture_output=True, text=True)
-    loud = subprocess.run(cmd + ["--debug", "--help"], capture_output=True, text=True)
-    assert quiet.returncode == 0 and loud.returncode == 0
+    run = ["evaluate", "/nonexistent/best.pt"]   # loads lava-dl, then refuses the path
+    quiet = subprocess.run(cmd + run, capture_output=True, text=True)
+    loud = subprocess.run(cmd + ["--debug"] + run, capture_output=True, text=True)
+    assert quiet.returncode == 2 and "checkpoint not found" in quiet.stderr
     for noise in ("Prophesee", "CUDA_HOME"):
         assert noise not in quiet.stderr + quiet.stdout
     assert "Prophesee" in loud.stderr  # lava-dl 0.6 prints it; --debug shows it
@@ -279,3 +277,147 @@ def test_names_table_check_fails_on_a_wrong_name(monkeypatch):
     rows[1][4] = "SRMHardware.tau_syn"
     monkeypatch.setattr(sys.modules[__name__], "_names_table", lambda: rows)
     assert any("SRMHardware.tau_syn" in e for e in names_table_errors())
+
+
+#: third-party packages slow to import (torch, Lava, numba's compiler, HDF5, plotting) or
+#: optional (present on some platforms or installs only)
+HEAVY = ("torch", "lava", "numba", "h5py", "nir", "matplotlib", "tonic", "sklearn",
+         "tensorboard", "pytorch_optimizer", "triton")
+OPTIONAL = ("fcntl",)
+
+
+def _module_file(mod: str) -> Path | None:
+    """The source file of a psplava module (``psplava.train.x`` -> ``train/x.py``)."""
+    parts = mod.split(".")
+    if parts[0] != "psplava":
+        return None
+    base = ROOT / (parts[1] if len(parts) > 1 and parts[1] in STAGES else "psplava")
+    rest = parts[2:] if len(parts) > 1 and parts[1] in STAGES else parts[1:]
+    for cand in (base.joinpath(*rest).with_suffix(".py"), base.joinpath(*rest, "__init__.py")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """What a module imports when it is imported (its body, ``with``/``try``/``if`` blocks
+    included; not inside functions or classes)."""
+    out = set()
+    todo = list(ast.parse(path.read_text()).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, (ast.With, ast.Try, ast.If)):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def _loaded(mods: list[str]) -> set[str]:
+    """The :data:`HEAVY` packages that importing ``mods`` loads (psplava modules through
+    their packages' ``__init__`` and their top-level imports, transitively)."""
+    out, todo, seen = set(), list(mods), set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        if mod.split(".")[0] in HEAVY:
+            out.add(mod.split(".")[0])
+        parts = mod.split(".")
+        for i in range(2, len(parts) + 1):   # a package's __init__ runs first
+            f = _module_file(".".join(parts[:i]))
+            if f is not None:
+                todo.extend(_top_level_imports(f))
+    return out
+
+
+def loaded_packages(path: Path) -> set[str]:
+    """The :data:`HEAVY` packages a module's top-level imports load."""
+    return _loaded(list(_top_level_imports(path)))
+
+
+def heavy(mod: str) -> bool:
+    """Importing ``mod`` is slow (it loads a :data:`HEAVY` package) or may fail (an
+    :data:`OPTIONAL` one)."""
+    return mod.split(".")[0] in OPTIONAL or bool(_loaded([mod]))
+
+
+def local_import_problems() -> list[str]:
+    """Function-local imports that are neither of a heavy or optional module nor explained
+    by a comment (on the line, or above the run of import lines it belongs to)."""
+    bad = []
+    for _, f in _modules():
+        lines = f.read_text().splitlines()
+        top = {m.split(".")[0] for m in _top_level_imports(f)} | loaded_packages(f)
+        tree = ast.parse("\n".join(lines))
+        guarded = {sub.lineno for t in ast.walk(tree) if isinstance(t, ast.Try)
+                   and any("ImportError" in ast.unparse(h.type or ast.Name("")) for h in t.handlers)
+                   for b in t.body for sub in ast.walk(b)
+                   if isinstance(sub, (ast.Import, ast.ImportFrom))}  # except ImportError
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for sub in ast.walk(node):
+                if not isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    continue
+                mods = [sub.module] if isinstance(sub, ast.ImportFrom) else \
+                    [a.name for a in sub.names]
+                if isinstance(sub, ast.ImportFrom) and _module_file(sub.module or "") and \
+                        all(_module_file(f"{sub.module}.{a.name}") for a in sub.names):
+                    mods = [f"{sub.module}.{a.name}" for a in sub.names]  # submodules
+                where = f"{f.relative_to(ROOT)}:{sub.lineno}"
+                if all(m.split(".")[0] in top for m in mods) and sub.lineno not in guarded \
+                        and mods[0].split(".")[0] != "psplava" and \
+                        "#" not in lines[sub.lineno - 1]:   # unless the line says why
+                    bad.append(f"{where} imports {mods} inside {node.name}: the module "
+                               "imports that package at the top already")
+                    continue
+                if getattr(sub, "level", 0) or not (sub.lineno in guarded or
+                                                    all(heavy(m) for m in mods)):
+                    bad.append(f"{where} imports {mods} inside {node.name}: light; import "
+                               "it at the top")
+                    continue
+                i = sub.lineno - 1          # the import's line; j: the run of imports above it
+                j = i - 1
+                while j >= 0 and "#" not in lines[j] and re.match(
+                        r"\s*((from \S+ )?import |$)|\s+[\w, ]+\)?,?$", lines[j]):
+                    j -= 1
+                if "#" not in lines[i] and not (j >= 0 and "#" in lines[j] and re.match(
+                        r"\s*(#|(from \S+ )?import )", lines[j])):
+                    bad.append(f"{where} imports {mods} inside {node.name} without a comment")
+    return sorted(set(bad))
+
+
+def test_function_local_imports_are_heavy_and_explained():
+    """Issue 19: a function-local import remains only where the module is heavy or
+    optional (``psplava --help`` and the config checks do without torch and Lava), and a
+    comment says so."""
+    assert local_import_problems() == []
+
+
+def test_local_import_check_catches_a_light_and_an_unexplained_import():
+    probe = ROOT / "export" / "_probe_import.py"
+    probe.write_text("def f():\n    import json\n    return json\n\n\n"
+                     "def g():\n    import nir\n    return nir\n")
+    try:
+        found = [b for b in local_import_problems() if "_probe_import" in b]
+        assert len(found) == 2 and "light" in found[0] + found[1] and \
+            "without a comment" in found[0] + found[1], found
+    finally:
+        probe.unlink()
+
+
+def test_the_command_line_starts_without_torch_or_lava():
+    """``psplava --help`` (and a typo) answer in a fraction of a second: the commands'
+    modules load torch, lava-dl and Lava when they run, not when they register."""
+    code = ("import sys\nfrom psplava.cli import _register_stage_commands, build_parser\n"
+            "_register_stage_commands(); build_parser().format_help()\n"
+            "print(sorted(m for m in ('torch', 'lava', 'numba', 'h5py', 'nir', 'matplotlib')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.strip().splitlines()[-1]
+    assert out == "[]"

@@ -10,15 +10,36 @@ Public API::
 - :class:`SNN`, :class:`ModelSpec`: the network; ``model.arithmetic = "loihi"`` runs
   exactly what its exported file computes (:mod:`psplava.loihi`);
 - :func:`load_checkpoint`, :func:`save_checkpoint`, :func:`model_from_checkpoint`.
+
+The names load with the module that defines them (PEP 562), so importing a submodule
+(``psplava.train.cli``, ``psplava.train.config``) does not load torch and lava-dl.
 """
 
-from psplava.train.config import (DEFAULTS, Arithmetic, BlockKind, ModelSpec, NormKind,
-                                  deep_merge, load_config)
-from psplava.train.deployed import FoldError
-from psplava.train.model import SNN
-from psplava.train.checkpoint import (load_checkpoint, model_from_checkpoint, model_spec,
-                                      save_checkpoint)
-from psplava.train.trainer import evaluate, train
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from psplava.train.config import (DEFAULTS, Arithmetic, BlockKind, ModelSpec, NormKind, deep_merge,
+                                  load_config)
+
+#: the public names that live in heavy modules (torch, lava-dl) -> their module
+_LAZY = {
+    "SNN": "psplava.train.model",
+    "FoldError": "psplava.train.deployed",
+    "load_checkpoint": "psplava.train.checkpoint",
+    "model_from_checkpoint": "psplava.train.checkpoint",
+    "model_spec": "psplava.train.checkpoint",
+    "save_checkpoint": "psplava.train.checkpoint",
+    "evaluate": "psplava.train.trainer",
+    "train": "psplava.train.trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'psplava.train' has no attribute {name!r}")
 
 
 def default_config(**sections) -> dict:

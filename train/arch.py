@@ -39,7 +39,7 @@ Pooling (``ap2``, ``mp2``) acts on the PSP that enters the next layer's synapse.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from psplava.errors import ConfigError
@@ -145,7 +145,6 @@ def _parse_items(text: str, full: str) -> list[LayerSpec]:
         if pool is not None and len(layers) > n_before:
             if layers[n_before].pool is not None:
                 raise ConfigError(f"two poolings in a row in {full!r}")
-            from dataclasses import replace
 
             layers[n_before] = replace(layers[n_before], pool=pool)
             pool = None

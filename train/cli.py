@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 from psplava.argtypes import bounded, positive_int
+from psplava.errors import ConfigError
+from psplava.train.config import load_config, shipped_configs
+from psplava.train.report import make_report
+from psplava.train.sweep import run_sweep
 
 
 def _torchrun(nproc: int, argv: list[str]) -> int:
     """``psplava train --nproc N``: the same command under ``torchrun --standalone``
     (one node, N processes; on several nodes call torchrun yourself:
     ``torchrun --nnodes ... -m psplava train ...``)."""
-    import subprocess
-
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={nproc}", "-m", "psplava", *argv]
     print("psplava: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
@@ -35,10 +38,9 @@ def _strip_nproc(argv: list[str]) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    # heavy: the training loop loads torch and lava-dl
     from psplava.device import resolve_device
-    from psplava.errors import ConfigError
     from psplava.train import runtime
-    from psplava.train.config import load_config
     from psplava.train.trainer import train
 
     cfg = load_config(args.config, args.set + (
@@ -64,6 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    # heavy: the training loop loads torch and lava-dl
     from psplava.train.trainer import evaluate
 
     res = evaluate(args.checkpoint, args.dataset, args.root, args.split, args.limit,
@@ -78,8 +81,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from psplava.train.report import make_report
-
     res = make_report(args.runs, args.out, deployed=args.deployed)
     print(res["table"])
     print(f"wrote {res['markdown']}, {res['curves']}, {res['firing_rates']}")
@@ -89,8 +90,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from psplava.train.sweep import run_sweep
-
     state = run_sweep(args.config, args.grid, args.out, args.parallel, args.set, args.nproc,
                       args.device, log=lambda m: print(m, flush=True))
     print(json.dumps({"sweep": str(Path(args.out) / "sweep.json"),
@@ -100,8 +99,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_configs(args: argparse.Namespace) -> int:
-    from psplava.train.config import shipped_configs
-
     found = shipped_configs()
     names = sorted({str(p): n for n, p in found.items() if "/" in n or n == p.stem
                     }.items(), key=lambda kv: kv[1])

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import yaml
 
+from psplava.data import REPO_ROOT
 from psplava.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------
@@ -305,8 +306,6 @@ def apply_set(cfg: dict[str, Any], items: list[str]) -> dict[str, Any]:
 def shipped_configs() -> dict[str, Path]:
     """The configs that come with psplava, by name (``configs/<sub>/<name>.yaml`` of the
     checkout, and the packaged ``psplava/configs``): ``--config NAME`` finds them."""
-    from psplava.data import REPO_ROOT
-
     found: dict[str, Path] = {}
     for root in (Path(__file__).resolve().parents[1] / "psplava" / "configs",
                  REPO_ROOT / "configs"):
@@ -320,8 +319,6 @@ def shipped_configs() -> dict[str, Path]:
 def resolve_config(path: str | Path) -> Path:
     """A config file: the path as given, else relative to the repository, else a shipped
     config's name (``nmnist_small_psp_ln``, ``convert/srm_to_cuba``)."""
-    from psplava.data import REPO_ROOT
-
     p = Path(path)
     if p.exists():
         return p
@@ -385,6 +382,7 @@ def validate(cfg: dict[str, Any], source: str) -> None:
             if key in values:
                 chk.check(f"{source}: {section}.{key}", values[key])
     m = cfg["model"]
+    # heavy: the k_max rule and the architecture grammar load torch; a config stays light
     from psplava import loihi
     from psplava.train.arch import parse_arch
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from psplava.errors import ConfigError
 from psplava.neurons import network_latency, neuron_model
@@ -317,8 +318,6 @@ class SNN(nn.Module):
     def _checkpointed_block(self, i: int, s: torch.Tensor, z_prev: torch.Tensor | None):
         """:meth:`_block` under activation checkpointing: only its inputs are kept, and the
         backward pass runs it again (without tracking PSP-BN statistics a second time)."""
-        from torch.utils.checkpoint import checkpoint
-
         calls = [0]
 
         def run(s_in, z_in):

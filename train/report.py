@@ -51,6 +51,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
     rates = best["val_firing_rates"]
     layers, block = "?", "-"
     if model.get("arch"):
+        # heavy: the architecture grammar loads torch (through the file format's layer kinds)
         from psplava.train.arch import parse_arch
 
         specs = parse_arch(model["arch"])[1]
@@ -169,10 +170,11 @@ def deployed_table(rows: list[dict[str, Any]]) -> str:
 
 def make_report(run_dirs: list[str | Path], out_dir: str | Path,
                 deployed: str | Path | None = None) -> dict[str, Path]:
+    # plotting (matplotlib) only when the report is drawn
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
     runs, sweeps = [], []
     for r in run_dirs:

@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 
 from psplava.errors import ConfigError, atomic_path
+from psplava.train.config import load_config
+from psplava.train.report import make_report
 
 SWEEP_FORMAT = 1
 
@@ -65,8 +67,6 @@ def point_name(settings: dict[str, Any]) -> str:
 
 def plan(config: str, grid: dict[str, list[Any]], sets: list[str]) -> list[dict[str, Any]]:
     """Every point (settings, name) with its config checked."""
-    from psplava.train.config import load_config
-
     keys = list(grid)
     points = []
     for values in itertools.product(*(grid[k] for k in keys)):
@@ -179,8 +179,6 @@ def run_sweep(config: str, grid_items: list[str], out: str | Path, parallel: int
             proc.wait()
     finished = [p["run_dir"] for p in state["points"] if p["done"]]
     if finished:
-        from psplava.train.report import make_report
-
         res = make_report([out], out / "report")
         log(f"[sweep] report: {res['markdown']}")
     if failed:

@@ -9,36 +9,41 @@ the full config, so they rebuild their model on their own.
 from __future__ import annotations
 
 import contextlib
-
+import csv
+import io
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
+import numba
 import numpy as np
 import torch
 import yaml
-from psplava.lavadl import slayer
+from torch.nn.parallel import DistributedDataParallel
 
 from psplava.data import (dataset_from_config, make_dataset, resolve_root, split_seed,
                           train_val_split)
-from psplava.progress import progress as show_progress
+from psplava.device import describe, resolve_device
 from psplava.errors import ConfigError, PsplavaError, atomic_path, writable_folder
+from psplava.lavadl import slayer
+from psplava.progress import progress as show_progress
+from psplava.train.checkpoint import (init_from_checkpoint, load_checkpoint, model_from_checkpoint,
+                                      model_spec, save_checkpoint, to_cpu)
+from psplava.train.config import DEFAULTS, deep_merge
+from psplava.train.convert import NormWarmStart, SrmToCuba
 from psplava.train.loader import default_workers, draw_shifts, make_loader, max_shift
 from psplava.train.model import SNN
-from psplava.device import describe, resolve_device
-from psplava.train.checkpoint import (init_from_checkpoint, load_checkpoint, to_cpu,
-                                      model_from_checkpoint, model_spec, save_checkpoint)
-from psplava.train.convert import NormWarmStart, SrmToCuba
 from psplava.train.runtime import Runtime
+
 
 # ----------------------------------------------------------------------------- helpers
 def set_threads(n: int | None) -> None:
     n = n or os.cpu_count() or 1
     torch.set_num_threads(n)
-    import numba
 
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
@@ -129,6 +134,7 @@ def run_epoch(model: SNN, ds, indices: np.ndarray, cfg: dict[str, Any], optimize
 
 
 def make_optimizer(model: SNN, cfg: dict[str, Any]):
+    # heavy: pytorch-optimizer takes seconds beyond torch; loaded when an optimizer is built
     from pytorch_optimizer import AdaBelief
 
     t = cfg["train"]
@@ -171,6 +177,7 @@ def _tensorboard(out: Path):
     installed (it is optional), else None."""
     try:
         import tensorboard  # noqa: F401
+        # optional: tensorboard
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
@@ -179,9 +186,6 @@ def _tensorboard(out: Path):
 
 def _write_metrics_csv(path: Path) -> None:
     """``metrics.csv`` beside ``metrics.jsonl``: the scalar columns, one row per epoch."""
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(CSV_COLUMNS + ("val_mean_firing_rate",))
@@ -196,6 +200,7 @@ def _write_metrics_csv(path: Path) -> None:
 def run_folder_lock(out: Path):
     """An exclusive ``flock`` on ``out/.lock`` for the run's lifetime: a second process
     writing the same run folder fails at once instead of interleaving checkpoints."""
+    # optional: POSIX only
     import fcntl
 
     out.mkdir(parents=True, exist_ok=True)
@@ -248,8 +253,6 @@ def aside_path(out: Path) -> Path:
 
 def _drop_replaced(out: Path) -> None:
     """The run ``--overwrite`` moved aside goes once the new run has a commit of its own."""
-    import shutil
-
     aside = aside_path(out)
     if aside.exists() and (out / "last.pt").is_file():
         shutil.rmtree(aside, ignore_errors=True)
@@ -260,8 +263,6 @@ def _move_aside(out: Path, log) -> Path | None:
     rename, under its lock) before the new run writes anything, so the folder never mixes
     two runs; it is deleted after the new run's first commit (an interrupted overwrite
     leaves it there, whole).  None when there is no run to replace."""
-    import shutil
-
     if not any((out / f).exists() for f in RUN_FILES):
         return None
     aside = aside_path(out)
@@ -304,7 +305,6 @@ def _wrap(model: SNN, rt: Runtime, checkpoint_blocks: bool) -> torch.nn.Module:
     model.checkpoint_blocks = bool(checkpoint_blocks)
     if not rt.distributed:
         return model
-    from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[rt.device.index]
                                    if rt.device.type == "cuda" else None)
@@ -317,7 +317,6 @@ def _resume_state(out: Path, cfg: dict[str, Any], rt: Runtime) -> dict[str, Any]
         last = out / "last.pt"
         try:
             ckpt = load_checkpoint(last)
-            from psplava.train.config import DEFAULTS, deep_merge
 
             stored = deep_merge(DEFAULTS, ckpt["config"])  # keys added to DEFAULTS since
             for section in ("model", "data"):

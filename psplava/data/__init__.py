@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from psplava.data.digits import Digits
 from psplava.data.events import Binning, bin_events, read_nmnist_file
+from psplava.data.fmnist import Encoding, FashionMNIST
+from psplava.data.nmnist import NMNIST
 from psplava.errors import DataError, PsplavaError
 
 
@@ -53,22 +56,16 @@ def make_dataset(name: str, root: str | Path | None, split: str, *, steps: int |
         raise DataError(f"unknown dataset {name!r}; expected one of "
                         f"{[d.value for d in DatasetName]}") from None
     if kind is DatasetName.FMNIST:
-        from psplava.data.fmnist import Encoding, FashionMNIST
-
         if root is None:
             raise DataError("the fmnist dataset needs --root (a folder with the idx files or "
                             "fashion_mnist.npz)")
         enc = Encoding(**{"steps": steps or 100, "seed": seed, **(encoding or {})})
         ds = FashionMNIST(resolve_root(root), split, enc)
     elif kind is DatasetName.NMNIST:
-        from psplava.data.nmnist import NMNIST
-
         if root is None:
             raise DataError("the nmnist dataset needs --root (the N-MNIST folder)")
         ds = NMNIST(resolve_root(root), split, Binning(dt_ms, steps or 300), cache=cache)
     else:
-        from psplava.data.digits import Digits
-
         ds = Digits(split, Binning(dt_ms, steps or 300), seed=seed)
     if limit is not None:
         return Subset(ds, np.arange(min(limit, len(ds))))

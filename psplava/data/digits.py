@@ -27,6 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from psplava.data.events import EVENT_DTYPE, NMNIST_SENSOR, Binning, bin_events
+from psplava.errors import DataError
 
 #: Offsets (x, y) in pixels of the digit's top-left corner at the saccade vertices.
 SACCADE_VERTICES = ((0.5, 0.5), (5.0, 2.5), (2.5, 5.0))
@@ -46,6 +47,7 @@ class SaccadeParams:
 
 @lru_cache(maxsize=1)
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    # scikit-learn's loader (0.7 s) only when the digits are built
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -53,6 +55,7 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _scaled_digit(image8: np.ndarray, size: int) -> np.ndarray:
+    # psplava.data stays free of torch (config and data listings): torch loads to scale
     import torch
     import torch.nn.functional as F
 
@@ -156,8 +159,6 @@ class Digits:
 
     def __init__(self, split: str = "train", binning: Binning = Binning(), seed: int = 0,
                  params: SaccadeParams = SaccadeParams(), limit: int | None = None) -> None:
-        from psplava.errors import DataError
-
         if split not in ("train", "test"):
             raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
         images, labels = _sklearn_digits()

@@ -8,6 +8,7 @@ Layout convention (project-wide): a dense spike tensor for one sample is
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,6 @@ def decode_nmnist_bytes(raw: np.ndarray, source: str = "<bytes>",
 
 def read_nmnist_file(path: str | Path) -> np.ndarray:
     """Read one N-MNIST recording (``.bin`` or ``.bs2``) into an :data:`EVENT_DTYPE` array."""
-    import stat
-
     path = Path(path)
     try:
         mode = path.stat().st_mode

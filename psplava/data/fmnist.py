@@ -117,6 +117,7 @@ def load_fmnist_arrays(root: str | Path, split: str) -> tuple[np.ndarray, np.nda
 
 def resize_images(images: np.ndarray, size: int = 34) -> np.ndarray:
     """Bilinear resize of uint8 ``(N, h, w)`` images to float32 ``(N, size, size)`` in [0, 1]."""
+    # psplava.data stays free of torch (config and data listings): torch loads to resize
     import torch
     import torch.nn.functional as F
 

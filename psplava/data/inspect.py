@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from psplava.errors import atomic_path
+from psplava.errors import DataError, atomic_path
 
 
 def dataset_info(ds, max_event_samples: int | None = None) -> dict[str, Any]:
@@ -62,12 +62,12 @@ def show_sample(ds, index: int, out: str | Path, slices: int = 3) -> Path:
 
     ON events/spikes are red, OFF blue (single-channel data is grey).
     """
+    # plotting (matplotlib) only for data show
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after the backend is chosen
 
-    from psplava.errors import DataError
 
     if not 0 <= index < len(ds):
         raise DataError(f"--index {index} out of range: the split has {len(ds)} samples")

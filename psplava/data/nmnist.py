@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from psplava.data.events import NMNIST_SENSOR, Binning, bin_events, read_nmnist_file
-from psplava.errors import DataError
+from psplava.errors import DataError, atomic_path
 
 SPLITS = ("train", "test")
 
@@ -166,7 +166,6 @@ class NMNIST:
                 pass  # an unreadable cache is rebuilt, never trusted
         events = [read_nmnist_file(f) for f, _ in self.items]
         offsets = np.concatenate([[0], np.cumsum([len(e) for e in events])])
-        from psplava.errors import atomic_path
         with atomic_path(cache) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, names=names, stamps=stamps, events=np.concatenate(events),
