@@ -4,6 +4,7 @@ wheel built from the checkout holds every module and packaged data file."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import subprocess
 import sys
@@ -299,7 +300,8 @@ def _module_file(mod: str) -> Path | None:
     return None
 
 
-def _top_level_imports(path: Path) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _top_level_imports(path: Path) -> frozenset[str]:
     """What a module imports when it is imported (its body, ``with``/``try``/``if`` blocks
     included; not inside functions or classes)."""
     out = set()
@@ -313,7 +315,12 @@ def _top_level_imports(path: Path) -> set[str]:
             out.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, (ast.With, ast.Try, ast.If)):
             todo.extend(ast.iter_child_nodes(node))
-    return out
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=None)
+def _loaded_one(mod: str) -> frozenset[str]:
+    return frozenset(_loaded([mod]))
 
 
 def _loaded(mods: list[str]) -> set[str]:
@@ -343,7 +350,7 @@ def loaded_packages(path: Path) -> set[str]:
 def heavy(mod: str) -> bool:
     """Importing ``mod`` is slow (it loads a :data:`HEAVY` package) or may fail (an
     :data:`OPTIONAL` one)."""
-    return mod.split(".")[0] in OPTIONAL or bool(_loaded([mod]))
+    return mod.split(".")[0] in OPTIONAL or bool(_loaded_one(mod))
 
 
 def local_import_problems() -> list[str]:
