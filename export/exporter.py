@@ -19,7 +19,7 @@ import torch
 
 from psplava import __version__
 from psplava.errors import PsplavaError
-from psplava.netfile import NetLayer, Skip, SkipMode, write_netfile
+from psplava.netfile import NetLayer, NeuronGroup, Skip, SkipMode, write_netfile
 from psplava.neurons import neuron_model
 from psplava.train.arch import Shortcut
 from psplava.train.checkpoint import file_sha256, load_checkpoint, model_from_checkpoint
@@ -61,7 +61,7 @@ def build_layers(model: SNN, k_max: float | None = None
             if hw.kind == "dense" and len(shape) == 3:
                 layers.append(NetLayer(len(layers), "flatten", (int(np.prod(shape)),)))
                 weight, wf = weight[:, _chw_columns(shape)], wf[:, _chw_columns(shape)]
-            neuron = kind.group(hw.neuron)
+            neuron = NeuronGroup(kind, hw.neuron)
             err = wf - weight / hw.scale
             rms_w = float(np.sqrt(np.mean(np.square(wf)))) if wf.size else 0.0
             rel = float(np.sqrt(np.mean(np.square(err)))) / rms_w if rms_w else 0.0

@@ -69,7 +69,7 @@ from psplava import loihi
 from psplava.export.nir_float import (NEURONS, READOUT, STATELESS, FloatGraph, NirGraphError,
                                       delay_steps, input_node, input_shape, output_node,
                                       predecessors, topological_order)
-from psplava.netfile import NetLayer
+from psplava.netfile import NetLayer, NeuronGroup
 from psplava.neurons import neuron_model
 from psplava.neurons.cuba import CubaHardware
 
@@ -527,7 +527,8 @@ def import_graph(graph, dt: float, k_max: float = loihi.K_MAX
             index=len(layers), type=kind, shape=tuple(int(v) for v in seg.out_shape),
             weight=wq.astype(np.int32), stride=stride, padding=pad,
             bias=bias.astype(np.int32) if np.any(bias != 0) else None,
-            neuron=CUBA.group(CubaHardware(i_decay=i_decay, v_decay=v_decay, v_th_mant=vth)),
+            neuron=NeuronGroup(CUBA, CubaHardware(i_decay=i_decay, v_decay=v_decay,
+                                                  v_th_mant=vth)),
             delay=None if delay is None else delay.astype(np.int64),
             quant={"scale": k, "rel_rms_error": rel, "max_abs_error": max_err}))
         report.append({

@@ -108,6 +108,44 @@ class Skip:
         return out
 
 
+@dataclass(frozen=True)
+class NeuronGroup:
+    """A layer's neurons, typed: the type's model, its integer parameters (the type's
+    hardware dataclass; an ``input`` layer's as the input neuron) and the keys of the file
+    group that the type does not read (lava-dl writes some), kept so that a file written
+    again keeps them.  ``implicit``: netx's default neuron of a dense layer without a
+    group (:data:`IMPLICIT_DENSE_NEURON`; not written)."""
+
+    model: NeuronModel
+    hardware: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+    implicit: bool = False
+
+    @classmethod
+    def read(cls, values: dict[str, Any], where: str, version: int | None = None,
+             is_input: bool = False, implicit: bool = False) -> "NeuronGroup":
+        """The group of a file's raw ``values`` (``type`` and the netx keys), checked by its
+        type's model for a file of format ``version`` (None: the current format; 0: a
+        file without psplava's attribute, as lava-dl writes)."""
+        version = FORMAT_VERSION if version is None else version
+        model = neuron_model(values.get("type"), where)
+        if 0 < version < model.oldest_format:
+            raise NetFileError(f"{where}: format {version} {model.type_name} layers "
+                               f"{model.older_format_note} (format {FORMAT_VERSION})")
+        try:
+            checked = model.check(where, values, version)
+        except NeuronGroupError as exc:
+            raise NetFileError(str(exc)) from None
+        hw = model.input_hardware(checked) if is_input else model.hardware(checked)
+        written = model.group(hw)
+        return cls(model, hw, {k: v for k, v in checked.items() if k not in written},
+                   implicit)
+
+    def group(self) -> dict[str, Any]:
+        """The file group: ``type`` and the type's keys, then the keys kept as read."""
+        return {**self.model.group(self.hardware), **self.extra}
+
+
 @dataclass
 class NetLayer:
     """One layer as read from a file (integers as stored)."""
@@ -119,9 +157,9 @@ class NetLayer:
     bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
-    #: the neuron group as the file stores it (netx keys, checked by its type's model); only
-    #: netfile and the neuron modules read it: the stages use ``model`` and ``hardware``
-    neuron: dict[str, Any] = field(default_factory=dict)
+    #: the layer's neurons (None: an input layer without a neuron); a dict of netx keys given
+    #: to the constructor is read as a group of the current format
+    neuron: NeuronGroup | None = None
     dynamic_threshold: DynamicThreshold | None = None
     quant: dict[str, float] = field(default_factory=dict)
     delay: np.ndarray | None = None        # lava-dl's axonal delays (dense), steps
@@ -129,16 +167,24 @@ class NetLayer:
 
     def __post_init__(self) -> None:
         self.type = LayerKind(self.type)
+        if isinstance(self.neuron, dict):
+            self.neuron = NeuronGroup.read(self.neuron, f"layer/{self.index}/neuron",
+                                           is_input=self.type is LayerKind.INPUT) \
+                if self.neuron else None
 
     @property
     def model(self) -> NeuronModel:
         """The registered model of this layer's neuron type (:mod:`psplava.neurons`)."""
-        return neuron_model(self.neuron.get("type"), f"layer/{self.index}/neuron")
+        if self.neuron is None:
+            raise NetFileError(f"layer/{self.index}: has no neurons")
+        return self.neuron.model
 
     @property
     def hardware(self) -> Any:
         """The layer's integer neuron parameters (its type's hardware dataclass)."""
-        return self.model.hardware(self.neuron)
+        if self.neuron is None:
+            raise NetFileError(f"layer/{self.index}: has no neurons")
+        return self.neuron.hardware
 
 
 @dataclass
@@ -156,9 +202,9 @@ def _text(v: Any) -> str:
 
 
 # --------------------------------------------------------------------------- neuron groups
-def _read_neuron(where: str, grp) -> dict[str, Any]:
-    """A neuron group's raw values (``type`` first); :func:`_parse` checks them against the
-    type's fields (:mod:`psplava.neurons`) once it knows the file's format version."""
+def _read_neuron(where: str, grp, version: int, is_input: bool = False) -> NeuronGroup:
+    """A neuron group, checked against its type's fields (:mod:`psplava.neurons`) for a
+    file of format ``version``."""
     if "type" not in grp:
         raise NetFileError(f"{where}/neuron: missing field 'type'")
     out: dict[str, Any] = {"type": _text(grp["type"][()])}
@@ -168,7 +214,7 @@ def _read_neuron(where: str, grp) -> dict[str, Any]:
         out[key] = _text(v) if isinstance(v, (bytes, np.bytes_)) or (
             isinstance(v, np.ndarray) and v.dtype.kind in "SOU") else (
             v.item() if isinstance(v, np.ndarray) and v.size == 1 else v)
-    return out
+    return NeuronGroup.read(out, f"{where}/neuron", version, is_input)
 
 
 # --------------------------------------------------------------------------- layer registry
@@ -258,12 +304,12 @@ def _pair(v) -> tuple[int, int]:
     return (int(a[0]), int(a[-1]))
 
 
-def _read_input(where, grp, layer: NetLayer) -> None:
+def _read_input(where, grp, layer: NetLayer, version: int) -> None:
     if "neuron" in grp:
-        layer.neuron = _read_neuron(where, grp["neuron"])
+        layer.neuron = _read_neuron(where, grp["neuron"], version, is_input=True)
 
 
-def _read_conv(where, grp, layer: NetLayer) -> None:
+def _read_conv(where, grp, layer: NetLayer, version: int) -> None:
     w = _finite_ints(where, "weight", _need(where, grp, "weight"), -WEIGHT_LIMIT, WEIGHT_LIMIT)
     if w.ndim == 5 and w.shape[-1] == 1:
         w = w[..., 0]
@@ -281,10 +327,10 @@ def _read_conv(where, grp, layer: NetLayer) -> None:
     if len(layer.shape) != 3 or w.shape[0] != layer.shape[0]:
         raise NetFileError(f"{where}: field 'weight' has {w.shape[0]} output channels but "
                            f"'shape' is {layer.shape}")
-    _read_common(where, grp, layer)
+    _read_common(where, grp, layer, version)
 
 
-def _read_dense(where, grp, layer: NetLayer) -> None:
+def _read_dense(where, grp, layer: NetLayer, version: int) -> None:
     w = _finite_ints(where, "weight", _need(where, grp, "weight"), -WEIGHT_LIMIT, WEIGHT_LIMIT)
     n_out = int(np.prod(layer.shape))
     if w.ndim == 1:
@@ -296,23 +342,24 @@ def _read_dense(where, grp, layer: NetLayer) -> None:
     if "delay" in grp:
         layer.delay = _finite_ints(where, "delay", _read(where, grp, "delay"), 0,
                                    1 << 16).astype(np.int64)
-    _read_common(where, grp, layer)
+    _read_common(where, grp, layer, version)
 
 
 #: the neuron netx gives a dense layer without a ``neuron`` group (lava-dl's ``Affine``
 #: block writes such layers): a non-leaky current integrator with the largest threshold
 #: (netx writes ``1 << 18 - 1``, which Python reads as ``1 << 17``)
 IMPLICIT_DENSE_NEURON = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17,
-                         "refDelay": 1, "gradedSpike": False, "implicit": True}
+                         "refDelay": 1, "gradedSpike": False}
 
 
-def _read_common(where, grp, layer: NetLayer) -> None:
+def _read_common(where, grp, layer: NetLayer, version: int) -> None:
     if "neuron" not in grp:
         if layer.type != "dense":
             raise NetFileError(f"{where}: missing group 'neuron'")
-        layer.neuron = dict(IMPLICIT_DENSE_NEURON)
+        layer.neuron = NeuronGroup.read(IMPLICIT_DENSE_NEURON, f"{where}/neuron", version,
+                                        implicit=True)
     else:
-        layer.neuron = _read_neuron(where, grp["neuron"])
+        layer.neuron = _read_neuron(where, grp["neuron"], version)
     if "bias" in grp:
         layer.bias = _finite_ints(where, "bias", _read(where, grp, "bias"))
     if "dynamicThreshold" in grp:
@@ -354,12 +401,12 @@ def _read_skip(where: str, grp) -> Skip:
                 _pair(_finite_ints(where, "padding", _need(where, grp, "padding"), 0, 1 << 16)))
 
 
-def _read_flatten(where, grp, layer: NetLayer) -> None:
+def _read_flatten(where, grp, layer: NetLayer, version: int) -> None:
     return None
 
 
 #: Layer readers by netx ``type``; extend this table to teach the reader a new type.
-LAYER_READERS: dict[str, Callable[[str, Any, NetLayer], None]] = {
+LAYER_READERS: dict[str, Callable[[str, Any, NetLayer, int], None]] = {
     "input": _read_input,
     "conv": _read_conv,
     "dense": _read_dense,
@@ -396,16 +443,7 @@ def _parse(path: Path, f) -> tuple[list[NetLayer], dict[str, Any], int]:
         shape = tuple(int(v) for v in np.atleast_1d(
             _finite_ints(where, "shape", _need(where, grp, "shape"), 1, 1 << 24)))
         layer = NetLayer(index=i, type=ltype, shape=shape)
-        LAYER_READERS[ltype](where, grp, layer)
-        if layer.neuron and not layer.neuron.get("implicit"):
-            model = layer.model
-            if 0 < version < model.oldest_format:
-                raise NetFileError(f"{path}: format {version} {model.type_name} layers "
-                                   f"{model.older_format_note} (format {FORMAT_VERSION})")
-            try:
-                layer.neuron = layer.model.check(f"{where}/neuron", layer.neuron, version)
-            except NeuronGroupError as exc:
-                raise NetFileError(str(exc)) from None
+        LAYER_READERS[ltype](where, grp, layer, version)
         layers.append(layer)
     return layers, attrs, version
 
@@ -612,11 +650,12 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
                     sg = g.create_group(f"skip/{j}")
                     for key, value in skip.group().items():
                         sg.create_dataset(key, data=np.asarray(value) if key != "mode" else value)
-                for sub, values in (("neuron", layer.neuron),
+                # netx's default neuron (implicit) is not written, as lava-dl writes it
+                neuron = layer.neuron.group() if layer.neuron and not layer.neuron.implicit \
+                    else None
+                for sub, values in (("neuron", neuron),
                                     ("dynamicThreshold", _dynamic_group(layer.dynamic_threshold)),
                                     ("quant", layer.quant)):
-                    if sub == "neuron" and (values or {}).get("implicit"):
-                        continue  # netx's default neuron: written as lava-dl writes it
                     for key, value in (values or {}).items():
                         g.create_dataset(f"{sub}/{key}", data=value)  # str as lava-dl does
         with open(tmp, "wb") as out:

@@ -66,9 +66,8 @@ def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False
     input messages are at most ``max_message`` (1: spikes; more: event counts)."""
     bias = None if layer.bias is None or is_input else \
         torch.from_numpy(np.asarray(layer.bias, np.int64)).to(device)
-    model = layer.model
-    hw = model.input_hardware(layer.neuron) if is_input else layer.hardware
-    return model.state(shape, hw, bias, device=device,
+    # an input layer's hardware is its type's input neuron (netfile.NeuronGroup)
+    return layer.model.state(shape, layer.hardware, bias, device=device,
                        max_abs_input=None if is_input else _max_input(layer) * max_message)
 
 

@@ -74,7 +74,7 @@ def _x(n: int = 3, seed: int = 0) -> np.ndarray:
 def test_a_toy_neuron_trains_exports_and_runs_in_both_engines(toy, tmp_path):
     from psplava.deploy.plan import plan
     from psplava.export.exporter import export_checkpoint
-    from psplava.netfile import read_netfile
+    from psplava.netfile import NeuronGroup, read_netfile
     from psplava.sim.fixed import internal_to_lava, run_fixed
     from psplava.sim.lava_engine import run_lava
     from psplava.train.config import DEFAULTS, deep_merge
@@ -109,10 +109,11 @@ def test_a_toy_neuron_trains_exports_and_runs_in_both_engines(toy, tmp_path):
     export_checkpoint(ckpt, path)
     net = read_netfile(path)
     neurons = [l for l in net.layers if l.neuron]
-    assert [l.neuron["type"] for l in neurons] == ["SRMA", "SRMA"]
-    assert neurons[0].neuron["tauA"] == 15.0 and neurons[0].neuron["adapt"] == 0.4
+    assert [l.model.type_name for l in neurons] == ["SRMA", "SRMA"]
+    group = neurons[0].neuron.group()   # the file's keys, as written
+    assert group["tauA"] == 15.0 and group["adapt"] == 0.4
     assert isinstance(neurons[0].hardware, core.AdaptiveHardware)
-    assert net.version == 5 and "psDecay" not in neurons[0].neuron
+    assert net.version == 5 and "psDecay" not in group
 
     # the reference engine equals the model in loihi arithmetic, layer by layer
     xs = _x(3, seed=1)
@@ -128,8 +129,8 @@ def test_a_toy_neuron_trains_exports_and_runs_in_both_engines(toy, tmp_path):
 
     # the adaptation acts: the same file read as plain SRM spikes more
     for l in neurons:
-        l.neuron = {k: v for k, v in l.neuron.items() if k not in ("tauA", "adapt")}
-        l.neuron["type"] = "SRM"
+        group = {k: v for k, v in l.neuron.group().items() if k not in ("tauA", "adapt")}
+        l.neuron = NeuronGroup.read({**group, "type": "SRM"}, "as plain SRM")
     plain = run_fixed(net, xs)
     assert sum(int(p.sum()) for p in plain) > sum(int(a.sum()) for a in ref)
 

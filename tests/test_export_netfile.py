@@ -80,7 +80,7 @@ def test_srm_causal_export_and_cli(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(res["layers"]) == 3
     f = read_netfile(out)
-    assert f.layers[1].neuron["type"] == "SRM" and \
+    assert f.layers[1].model.type_name == "SRM" and \
         f.layers[1].dynamic_threshold == loihi.DynamicThreshold(0.1)
     assert main(["inspect", str(out)]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == 5
@@ -191,7 +191,7 @@ def test_reads_lava_dl_written_file(tmp_path):
     f = read_netfile(lava_dl_netfile(tmp_path))
     assert f.version == 0
     assert [l.type for l in f.layers] == ["input", "conv", "conv", "flatten", "dense"]
-    assert f.layers[1].neuron["type"] == "CUBA" and f.layers[1].weight.shape == (4, 2, 3, 3)
+    assert f.layers[1].model.type_name == "CUBA" and f.layers[1].weight.shape == (4, 2, 3, 3)
 
 
 def test_netfile_schema_round_trip(tmp_path):

@@ -186,7 +186,7 @@ def test_dense_without_neuron_like_stock_netx(tmp_path):
     with h5py.File(path, "w") as h:
         for i, b in enumerate(blocks):
             b.export_hdf5(h.create_group(f"layer/{i}"))
-    assert read_netfile(path).layers[1].neuron.get("implicit")
+    assert read_netfile(path).layers[1].neuron.implicit
     xs = _inputs(path, 2, 60, rate=0.6)
     stock = [np.stack([stock_netx(path, x, layer=i) for x in xs]) for i in (0, 1)]
     with LavaNetwork(path, 60, record="all") as net:

@@ -103,7 +103,7 @@ def test_lif_at_the_graphs_dt_and_off_by_ten(tmp_path):
     g = _lif()
     x = np.ones((len(LIF_AT_DT), 1, 1), np.float32)
     layers, _ = import_graph(g, 1e-4)
-    assert layers[1].neuron["vDecay"] == 1024 and layers[1].neuron["iDecay"] == 4096
+    assert layers[1].hardware.v_decay == 1024 and layers[1].hardware.i_decay == 4096
     assert _file_spikes(tmp_path, layers, x)[0][:, 0, 0].astype(int).tolist() == LIF_AT_DT
     assert FloatGraph(g, 1e-4).run(torch.from_numpy(x))["lif"][:, 0, 0].int().tolist() == \
         LIF_AT_DT
@@ -256,7 +256,7 @@ def test_bias_leads_by_the_latency(tmp_path):
     flt = FloatGraph(g, 1.0).run(torch.from_numpy(x))["if"][:, 0, 0].int().tolist()
     assert flt == [0, 0, 0, 0, 1] * 3
     layers, _ = import_graph(g, 1.0)
-    assert layers[1].bias.tolist() == [layers[1].neuron["vThMant"] // 4]
+    assert layers[1].bias.tolist() == [layers[1].hardware.v_th_mant // 4]
     ref = _file_spikes(tmp_path, layers, x)[0][:, 0, 0].astype(int).tolist()
     assert ref == [0, 0, 0, 1, 0] * 3
 
@@ -298,8 +298,7 @@ def test_psplava_nir_export_imports_to_the_same_spikes(tmp_path, capsys):
         assert a.type == b.type and tuple(a.shape) == tuple(b.shape)
         if a.weight is not None:
             assert np.array_equal(a.weight, b.weight)
-            for key in ("iDecay", "vDecay", "vThMant"):
-                assert a.neuron[key] == b.neuron[key]
+            assert a.hardware == b.hardware
     c, h, w = net.layers[0].shape
     x = (np.random.default_rng(0).random((30, 4, h, w, c)) < 0.3).astype(np.float32)
     for s, t in zip(run_fixed(net, x), run_fixed(back, x)):

@@ -122,6 +122,10 @@ class NeuronModel:
     oldest_format: ClassVar[int] = 0
     older_format_note: ClassVar[str] = ""
 
+    def __reduce__(self):
+        """A model crosses processes (the reader's isolated child) as its registry entry."""
+        return neuron_model, (self.type_name,)
+
     def check(self, where: str, values: dict[str, Any], version: int) -> dict[str, Any]:
         """A file group's values (``type`` included), checked against :attr:`fields`, as the
         typed dict engines receive (``NeuronGroupError`` names the field); keys the type
