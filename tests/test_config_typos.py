@@ -4,6 +4,8 @@ defaults, and a bad ``--set`` value was reported against the YAML file."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from psplava.cli import main
@@ -91,3 +93,14 @@ def test_checkpoint_spec_is_checked_by_the_same_schema():
         ModelSpec.from_dict({"block": "side"})
     with pytest.raises(ConfigError, match="unknown model keys"):
         ModelSpec.from_dict({"depth": 3})
+
+
+def test_configs_keys_lists_every_key_with_its_default(capsys):
+    from psplava.train.config import SCHEMA
+
+    assert main(["configs", "--keys", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["keys"]
+    assert [r["key"] for r in rows] == [f"{s}.{k}" for s, ks in SCHEMA.items() for k in ks]
+    by = {r["key"]: r for r in rows}
+    assert by["model.lam"]["default"] == 0.1 and by["model.steps"]["default"] == "= data.steps"
+    assert "psp_bn" in by["model.norm"]["doc"] and all(r["doc"] for r in rows)

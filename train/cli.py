@@ -10,7 +10,7 @@ from pathlib import Path
 
 from psplava.argtypes import bounded, positive_int
 from psplava.errors import ConfigError
-from psplava.train.config import load_config, shipped_configs
+from psplava.train.config import config_keys, load_config, shipped_configs
 from psplava.train.report import make_report
 from psplava.train.sweep import run_sweep
 
@@ -99,6 +99,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_configs(args: argparse.Namespace) -> int:
+    if args.keys:
+        rows = config_keys()
+        if not args.json:
+            for r in rows:
+                print(f"{r['key']:28s} {json.dumps(r['default']):44s} {r['doc']}")
+        print(json.dumps({"keys": rows}))
+        return 0
     found = shipped_configs()
     names = sorted({str(p): n for n, p in found.items() if "/" in n or n == p.stem
                     }.items(), key=lambda kv: kv[1])
@@ -113,7 +120,11 @@ def _cmd_configs(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training stage's subcommands to the ``psplava`` parser."""
-    p = sub.add_parser("configs", help="list the shipped configs (--config NAME finds them)")
+    p = sub.add_parser("configs", help="list the shipped configs (--config NAME finds them), "
+                                       "or with --keys every config key")
+    p.add_argument("--keys", action="store_true",
+                   help="every config key (SECTION.KEY, what --set takes) with its default "
+                        "and meaning")
     p.add_argument("--json", action="store_true",
                    help="only the JSON line (the last line is always JSON)")
     p.set_defaults(func=_cmd_configs)

@@ -127,7 +127,7 @@ _STEPS = 300                                                 # the paper's T
 class DataConfig:
     """The ``data`` section: which recordings, and how they become spike tensors."""
 
-    dataset: str = setting("nmnist", str, "nmnist | fmnist | digits",
+    dataset: str = setting("nmnist", str, "the dataset",
                            choices=("nmnist", "fmnist", "digits"))
     root: str | None = setting(None, str, "dataset root (relative paths: cwd, else the "
                                "repo root)", nullable=True)
@@ -166,7 +166,8 @@ class ModelSpec:
     arch: str = setting(_PAPER_ARCH, str, "architecture string (train/arch.py)")
     neuron: str = setting("srm", str, "a registered neuron (psplava.train.neurons)",
                           choices=lambda: tuple(_training_neurons()))
-    norm: str = setting(NormKind.PSP_LN.value, str, "a NormKind",
+    norm: str = setting(NormKind.PSP_LN.value, str,
+                        "the PSP norm, or a baseline's membrane norm",
                         choices=tuple(k.value for k in NormKind))
     steps: int = setting(_STEPS, int, "T (BNTT needs it)", inherit="data.steps", lo=1)
     lam: float = setting(0.1, float, "PSP-norm lambda", above=0)
@@ -180,14 +181,14 @@ class ModelSpec:
                                          nullable=True)
     cuba: dict[str, Any] | None = setting(None, dict, "CUBA parameters (CubaParams)",
                                           nullable=True)
-    arithmetic: str = setting(Arithmetic.FLOAT.value, str, "float | loihi (exactly the "
-                              "exported file's maths)",
+    arithmetic: str = setting(Arithmetic.FLOAT.value, str, "loihi: exactly the exported "
+                              "file's maths",
                               choices=tuple(k.value for k in Arithmetic))
     k_max: float = setting(1024.0, float, "largest Loihi weight scale (a power of two; "
                            "psplava.loihi.K_MAX, equal by test)",
                            above=0)
-    block: str = setting(BlockKind.PRE.value, str, "residual blocks (r16, r32s2): pre | "
-                         "post activation", choices=tuple(k.value for k in BlockKind))
+    block: str = setting(BlockKind.PRE.value, str, "residual blocks (r16, r32s2): pre- or "
+                         "post-activation", choices=tuple(k.value for k in BlockKind))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
@@ -251,9 +252,8 @@ class TrainConfig:
                                            "this budget", above=0, nullable=True)
     init_from: str | None = setting(None, str, "fine-tune: start from this checkpoint's "
                                     "parameters", nullable=True)
-    device: str = setting("auto", str, "auto | cpu | cuda | cuda:N (auto: CUDA when "
-                          "present)", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-                          hint="auto, cpu, cuda or cuda:N")
+    device: str = setting("auto", str, "auto: CUDA when present",
+                          pattern=r"^(auto|cpu|cuda(:\d+)?)$", hint="auto, cpu, cuda or cuda:N")
     workers: int | None = setting(None, int, "DataLoader worker processes (null: 0 on CPU, "
                                   "<= 4 on GPU)", lo=0, hi=64, nullable=True)
     checkpoint_blocks: bool = setting(False, bool, "recompute residual blocks in backward "
@@ -266,6 +266,24 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelSpec, "train": Tr
 #: the one schema of a config (YAML file and ``--set`` alike): every key's check
 SCHEMA: dict[str, dict[str, Check]] = {
     name: {f.name: f.metadata["check"] for f in fields(cls)} for name, cls in SECTIONS.items()}
+
+def config_keys() -> list[dict[str, Any]]:
+    """Every config key (``section.key``) with its default and documentation, in the order
+    of the definition (``psplava configs --keys``)."""
+    rows = []
+    for name, cls in SECTIONS.items():
+        for f in fields(cls):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            inherit = f.metadata["inherit"]
+            chk: Check = f.metadata["check"]
+            allowed = chk.choices if isinstance(chk.choices, tuple) else None
+            rows.append({"key": f"{name}.{f.name}",
+                         "default": f"= {inherit}" if inherit else default,
+                         "doc": f.metadata["doc"]
+                         + (f" ({' | '.join(allowed)})" if allowed else "")
+                         + (f" ({chk.hint})" if chk.hint else "")})
+    return rows
+
 
 #: a config's defaults (the keys that inherit another key's value are left out)
 DEFAULTS: dict[str, Any] = {
