@@ -39,11 +39,11 @@ def test_nir_round_trip(tmp_path, capsys):
     # the weights are the .net file's integers; the neurons its decays and thresholds
     assert np.array_equal(g.nodes["conv1"].weight, net.layers[1].weight)
     assert np.array_equal(g.nodes["dense4"].weight, net.layers[4].weight)
-    n = net.layers[1].neuron
+    hw = net.layers[1].hardware
     lif = g.nodes["lif1"]
-    assert np.allclose(1e-4 / lif.tau_syn, n["iDecay"] / 4096)
-    assert np.allclose(1e-4 / lif.tau_mem, n["vDecay"] / 4096)
-    assert np.all(lif.v_threshold == n["vThMant"])
+    assert np.allclose(1e-4 / lif.tau_syn, hw.i_decay / 4096)
+    assert np.allclose(1e-4 / lif.tau_mem, hw.v_decay / 4096)
+    assert np.all(lif.v_threshold == hw.v_th_mant)
 
 
 def test_srm_is_refused_by_name(tmp_path, capsys):
