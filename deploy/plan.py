@@ -208,7 +208,8 @@ def plan(net: NetFile, limits: dict[str, Any] | None = None) -> dict[str, Any]:
                     math.ceil(mem / lim["synaptic_memory_bytes"]))
         fo = fans.get(i)
         rows.append(LayerPlan(
-            index=i, type=layer.type, neuron=layer.model.type_name, neurons=n, synapses=syn, fan_in=fan_in,
+            index=i, type=layer.type, neuron=layer.model.type_name, neurons=n, synapses=syn,
+            fan_in=fan_in,
             fan_out=int(fo.max()) if fo is not None and fo.size else 0, weight_bits=bits,
             synaptic_memory_bytes=mem, kernel_memory_bytes=int(math.ceil(kernel * bits / 8)),
             cores=cores,
