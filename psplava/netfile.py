@@ -157,8 +157,8 @@ class NetLayer:
     bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
-    #: the layer's neurons (None: an input layer without a neuron); a dict of netx keys given
-    #: to the constructor is read as a group of the current format
+    #: the layer's neurons (None: a flatten layer, an input layer without a neuron); a dict
+    #: of netx keys given to the constructor is read as a group of the current format
     neuron: NeuronGroup | None = None
     dynamic_threshold: DynamicThreshold | None = None
     quant: dict[str, float] = field(default_factory=dict)
