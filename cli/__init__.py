@@ -109,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="psplava", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks on errors and third-party import notices")
-
     parser.add_argument("--version", action="version", version=f"psplava {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -204,7 +203,6 @@ def _end_interrupted(kind: type, command: bool = True) -> int:
     if not command:
         return code
     _flush()
-
     kill_children(spare_managers=True)   # Lava's workers, a DataLoader's
     # multiprocessing's own exit work, with the shared-memory manager still alive to unlink
     # its segments (Lava's channels) and remove its temp folder
@@ -267,13 +265,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     # the command itself (argv from the command line) ends interrupted runs with one line
     # and exit 130 / 143 (os._exit: Lava may leave threads); main([...]) in a test returns
     command = argv is None
-
     if command and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
         os.register_at_fork(after_in_child=_quiet_child_signals)
     args = None
     try:
-        _register_stage_commands()      # heavy imports: a signal may arrive here too
+        _register_stage_commands()      # light: each handler imports its stage as it runs
         parser = build_parser()
         argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)

@@ -145,7 +145,6 @@ def _parse_items(text: str, full: str) -> list[LayerSpec]:
         if pool is not None and len(layers) > n_before:
             if layers[n_before].pool is not None:
                 raise ConfigError(f"two poolings in a row in {full!r}")
-
             layers[n_before] = replace(layers[n_before], pool=pool)
             pool = None
     if pool is not None:

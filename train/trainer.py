@@ -44,7 +44,6 @@ from psplava.train.runtime import Runtime
 def set_threads(n: int | None) -> None:
     n = n or os.cpu_count() or 1
     torch.set_num_threads(n)
-
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
@@ -177,7 +176,6 @@ def _tensorboard(out: Path):
     installed (it is optional), else None."""
     try:
         import tensorboard  # noqa: F401
-        # optional: tensorboard
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
@@ -317,7 +315,6 @@ def _resume_state(out: Path, cfg: dict[str, Any], rt: Runtime) -> dict[str, Any]
         last = out / "last.pt"
         try:
             ckpt = load_checkpoint(last)
-
             stored = deep_merge(DEFAULTS, ckpt["config"])  # keys added to DEFAULTS since
             for section in ("model", "data"):
                 if stored[section] != cfg[section]:
