@@ -21,14 +21,13 @@ import psplava
 from psplava import __version__
 from psplava.argtypes import count_int, positive_float, positive_int, steps_int
 from psplava.children import kill_children
-from psplava.cli import import_nir as import_cli
-from psplava.cli import sim as sim_cli
-from psplava.data import make_dataset
-from psplava.data.inspect import dataset_info, format_info, show_sample
-from psplava.deploy import cli as deploy_cli
 from psplava.errors import PsplavaError
-from psplava.export import cli as export_cli
-from psplava.train import cli as train_cli
+
+# This module imports only the standard library and psplava's smallest modules, so that
+# the command's signal handlers (``_main``) are in place a few tens of milliseconds after
+# start.  Everything else -- the stages' commands, numpy, yaml, the datasets -- is
+# imported under those handlers (``_register_stage_commands``, the data commands): a
+# Ctrl-C or SIGTERM then still ends the command with one line.
 
 COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
 
@@ -45,6 +44,10 @@ def _add_dataset_args(p: argparse.ArgumentParser, root_required: bool = False) -
 
 
 def _cmd_data_info(args: argparse.Namespace) -> int:
+    # under the command's signal handlers (module comment above)
+    from psplava.data import make_dataset
+    from psplava.data.inspect import dataset_info, format_info
+
     ds = make_dataset(args.dataset, args.root, args.split, steps=args.steps, dt_ms=args.dt)
     info = dataset_info(ds, max_event_samples=args.max_samples)
     info.update({"dataset": args.dataset, "split": args.split, "root": args.root})
@@ -55,6 +58,10 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_show(args: argparse.Namespace) -> int:
+    # under the command's signal handlers (module comment above)
+    from psplava.data import make_dataset
+    from psplava.data.inspect import show_sample
+
     steps = args.steps or (100 if args.dataset == "fmnist" else 300)
     if args.slices > steps:
         raise PsplavaError(f"--slices {args.slices}: more slices than the {steps} steps")
@@ -137,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_stage_commands() -> None:
     """Stage packages add their subcommands (train, evaluate, report, ...) here."""
+    # under the command's signal handlers (module comment above); each command's own
+    # module imports torch and Lava only when it runs
+    from psplava.cli import import_nir as import_cli
+    from psplava.cli import sim as sim_cli
+    from psplava.deploy import cli as deploy_cli
+    from psplava.export import cli as export_cli
+    from psplava.train import cli as train_cli
+
     COMMANDS.setdefault("train", train_cli.register)
     COMMANDS.setdefault("export", export_cli.register)
     COMMANDS.setdefault("sim", sim_cli.register)
