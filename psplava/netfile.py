@@ -664,6 +664,20 @@ def write_netfile(path: str | Path, layers: list[NetLayer], attrs: dict[str, Any
             os.fsync(out.fileno())
 
 
+def stock_netx(net: NetFile, engine: str) -> bool:
+    """True when every neuron of the file is of a type Lava's stock netx runs (CUBA, SDNN,
+    ...), False when none is (psplava's neurons, which send PSP messages); ``engine``
+    (which engine asks) refuses a file that mixes both."""
+    models = [layer.model for layer in net.layers if layer.neuron]
+    if all(m.stock_netx for m in models):
+        return True
+    if not any(m.stock_netx for m in models):
+        return False
+    raise NetFileError(f"{net.path}: {engine} runs networks of psplava's neurons (PSP "
+                       f"messages) or stock netx ones, not both: found "
+                       f"{sorted({m.type_name for m in models})}")
+
+
 def file_latency(net: NetFile) -> int:
     """Steps the file's output lags its input (SRM 0, CUBA one per layer)."""
     layers = [layer for layer in net.layers if layer.type in ("conv", "dense")]

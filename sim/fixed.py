@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from psplava import loihi
-from psplava.netfile import NetFile, NetFileError, NetLayer, SkipMode, input_shape
+from psplava.netfile import (NetFile, NetFileError, NetLayer, SkipMode, input_shape,
+                             stock_netx)
 from psplava.neurons import srm
 
 
@@ -68,7 +69,8 @@ def _stock_state(layer: NetLayer, shape: tuple[int, ...], is_input: bool = False
         torch.from_numpy(np.asarray(layer.bias, np.int64)).to(device)
     # an input layer's hardware is its type's input neuron (netfile.NeuronGroup)
     return layer.model.state(shape, layer.hardware, bias, device=device,
-                       max_abs_input=None if is_input else _max_input(layer) * max_message)
+                             max_abs_input=None if is_input else
+                             _max_input(layer) * max_message)
 
 
 def _synapse(layer: NetLayer, msg: torch.Tensor, weight: np.ndarray | None = None
@@ -108,13 +110,8 @@ def run_fixed(net: NetFile, x: np.ndarray, device: torch.device | str = "cpu"
                            f"network expects {expected} ((H, W, C) or (F,))")
     in_neuron = net.layers[0] if net.layers[0].type == "input" and net.layers[0].neuron \
         else None
-    models = [layer.model for layer in layers + ([in_neuron] if in_neuron else [])]
-    if all(m.stock_netx for m in models):
+    if stock_netx(net, "the reference engine"):
         return _run_stock(layers, torch.from_numpy(np.array(x)).to(device), in_neuron)
-    if any(m.stock_netx for m in models):
-        raise NetFileError(f"{net.path}: the reference engine runs networks of psplava's "
-                           f"neurons (PSP messages) or stock netx ones, not both: found "
-                           f"{sorted({m.type_name for m in models})}")
     if any(layer.delay is not None for layer in layers):
         raise NetFileError(f"{net.path}: axonal delays in SRM networks are not supported")
     return _run_psp(layers, torch.from_numpy(np.asarray(x) != 0).to(device))

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from psplava.children import kill_children
 from psplava.lavadl import import_lava_runtime
-from psplava.netfile import NetFileError, SkipMode, input_shape, read_netfile
+from psplava.netfile import NetFileError, SkipMode, input_shape, read_netfile, stock_netx
 
 import_lava_runtime()
 # Lava's modules print on import, and a command's stdout carries its JSON line: they load
@@ -140,15 +140,9 @@ class LavaNetwork:
         self.chunk = chunk
         # checks everything netx would skip
         self.net_file = read_netfile(path) if net_file is None else net_file
-        models = [layer.model for layer in self.net_file.layers if layer.neuron]
-        if models and not any(m.stock_netx for m in models):
-            self.kind = "srm"      # psplava's neurons: psplava's process library
-        elif all(m.stock_netx for m in models):
-            self.kind = "netx"
-        else:
-            raise NetFileError(f"{path}: the Lava engine runs stock netx networks or networks "
-                               f"of psplava's neurons (SRM), not both: found "
-                               f"{sorted({m.type_name for m in models})}")
+        # stock netx files run through lava-dl's netx, psplava's neurons through psplava's
+        # process library
+        self.kind = "netx" if stock_netx(self.net_file, "the Lava engine") else "srm"
         self.input_shape = input_shape(self.net_file)
         self.streams = not any(layer.delay is not None for layer in self.net_file.layers)
         self._built = None  # (input memmap, output memmaps, root process, chunk)
