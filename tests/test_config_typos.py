@@ -48,10 +48,10 @@ def test_train_exits_2_on_a_typo_and_writes_nothing(tmp_path, capsys):
 def test_one_definition_gives_defaults_schema_and_model_spec():
     """The config's defaults, its schema and ModelSpec come from the section dataclasses
     (issue 19): every key of each is a field of the other two, with the same default."""
-    from dataclasses import MISSING, fields
+    from dataclasses import fields
 
     from psplava import loihi
-    from psplava.train.config import DEFAULTS, SCHEMA, SECTIONS, ModelSpec
+    from psplava.train.config import DEFAULTS, SCHEMA, SECTIONS, ModelSpec, field_default
 
     assert set(SCHEMA) == set(DEFAULTS) == set(SECTIONS)
     for name, cls in SECTIONS.items():
@@ -60,7 +60,7 @@ def test_one_definition_gives_defaults_schema_and_model_spec():
         inherited = {f.name for f in fields(cls) if f.metadata["inherit"]}
         assert set(DEFAULTS[name]) == keys - inherited
         for f in fields(cls):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            default = field_default(f)
             if f.name in DEFAULTS[name]:
                 assert DEFAULTS[name][f.name] == default, (name, f.name)
             SCHEMA[name][f.name].check(f"{name}.{f.name}", default)  # defaults pass

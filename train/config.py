@@ -194,13 +194,7 @@ class ModelSpec:
     def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
         """A spec from a ``model`` mapping (a config's or a checkpoint's), every value
         checked by the schema; missing values take their defaults."""
-        unknown = set(d) - set(SCHEMA["model"])
-        if unknown:
-            raise ConfigError(f"unknown model keys {sorted(unknown)}; known: "
-                              f"{sorted(SCHEMA['model'])}")
-        for key, chk in SCHEMA["model"].items():
-            if key in d:
-                chk.check(f"model.{key}", d[key])
+        check_section("", "model", d)
         return cls(**d)
 
     @classmethod
@@ -218,18 +212,22 @@ class ModelSpec:
         """Every field, with the neuron's parameters filled in from their defaults, so a
         checkpoint never depends on code defaults that may change."""
         d = asdict(self)
-        cls = _training_neurons()[self.neuron]
-        d[cls.params_key] = self.neuron_params().to_dict()
+        d[self.neuron_class.params_key] = self.neuron_params().to_dict()
         return d
+
+    @property
+    def neuron_class(self) -> Any:
+        """The chosen neuron's training class (:mod:`psplava.train.neurons`)."""
+        return _training_neurons()[self.neuron]
 
     def neuron_params(self) -> Any:
         """The chosen neuron's parameters (its ``params_type``) from their ``model`` field."""
-        cls = _training_neurons()[self.neuron]
+        cls = self.neuron_class
         return cls.params_type(**(getattr(self, cls.params_key) or {}))
 
     def make_neuron(self) -> Any:
         """A fresh training neuron (an ``nn.Module``) of the chosen type and parameters."""
-        return _training_neurons()[self.neuron](self.neuron_params())
+        return self.neuron_class(self.neuron_params())
 
 
 @dataclass(frozen=True)
@@ -267,13 +265,18 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelSpec, "train": Tr
 SCHEMA: dict[str, dict[str, Check]] = {
     name: {f.name: f.metadata["check"] for f in fields(cls)} for name, cls in SECTIONS.items()}
 
+def field_default(f: Any) -> Any:
+    """A config field's default value (a fresh copy for mappings)."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
 def config_keys() -> list[dict[str, Any]]:
     """Every config key (``section.key``) with its default and documentation, in the order
     of the definition (``psplava configs --keys``)."""
     rows = []
     for name, cls in SECTIONS.items():
         for f in fields(cls):
-            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            default = field_default(f)
             inherit = f.metadata["inherit"]
             chk: Check = f.metadata["check"]
             allowed = chk.choices if isinstance(chk.choices, tuple) else None
@@ -287,8 +290,7 @@ def config_keys() -> list[dict[str, Any]]:
 
 #: a config's defaults (the keys that inherit another key's value are left out)
 DEFAULTS: dict[str, Any] = {
-    name: {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default)
-           for f in fields(cls) if not f.metadata["inherit"]}
+    name: {f.name: field_default(f) for f in fields(cls) if not f.metadata["inherit"]}
     for name, cls in SECTIONS.items()}
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -381,6 +383,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> dict[st
     return cfg
 
 
+def check_section(source: str, section: str, values: dict[str, Any]) -> None:
+    """One section's values against :data:`SCHEMA` (unknown keys refused); errors start
+    with ``source`` (the file, ``--set``; empty for a checkpoint's spec)."""
+    where = f"{source}: " if source else ""
+    checks = SCHEMA[section]
+    unknown = set(values) - set(checks)
+    if unknown:
+        raise ConfigError(f"{where}unknown {section} keys {sorted(unknown)} (known: "
+                          f"{sorted(checks)})")
+    for key, chk in checks.items():
+        if key in values:
+            chk.check(f"{where}{section}.{key}", values[key])
+
+
 def validate(cfg: dict[str, Any], source: str) -> None:
     """Check every key of the config against :data:`SCHEMA` (unknown keys refused), the
     architecture string and the neuron parameters; one :class:`ConfigError` line each."""
@@ -388,17 +404,11 @@ def validate(cfg: dict[str, Any], source: str) -> None:
     if top:
         raise ConfigError(f"{source}: unknown top-level keys {sorted(top)} (sections: "
                           f"{sorted(SCHEMA)}; a --set key is SECTION.KEY, e.g. train.epochs)")
-    for section, checks in SCHEMA.items():
+    for section in SCHEMA:
         values = cfg.get(section)
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section {section!r} must be a mapping")
-        unknown = set(values) - set(checks)
-        if unknown:
-            raise ConfigError(f"{source}: unknown {section} keys {sorted(unknown)} (known: "
-                              f"{sorted(checks)})")
-        for key, chk in checks.items():
-            if key in values:
-                chk.check(f"{source}: {section}.{key}", values[key])
+        check_section(source, section, values)
     m = cfg["model"]
     # heavy: the k_max rule and the architecture grammar load torch; a config stays light
     from psplava import loihi
