@@ -423,6 +423,12 @@ def test_local_import_check_catches_a_light_and_an_unexplained_import():
         probe.unlink()
 
 
+def _printed_by(code: str) -> str:
+    """The last line ``code`` prints, run in a fresh interpreter (its own ``sys.modules``)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, cwd=ROOT).stdout.strip().splitlines()[-1]
+
+
 def test_the_command_line_installs_its_signal_handlers_first():
     """``import psplava.cli`` (what runs before ``main`` installs its signal handlers) loads
     the standard library and psplava's smallest modules only: a signal during the rest of
@@ -431,9 +437,7 @@ def test_the_command_line_installs_its_signal_handlers_first():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'yaml', 'torch'})"
             ", sorted(m for m in sys.modules if m.startswith('psplava.') and m not in "
             "('psplava.cli', 'psplava.argtypes', 'psplava.children', 'psplava.errors')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout.strip().splitlines()[-1]
-    assert out == "[] []"
+    assert _printed_by(code) == "[] []"
 
 
 def test_the_command_line_starts_without_torch_or_lava():
@@ -443,6 +447,4 @@ def test_the_command_line_starts_without_torch_or_lava():
             "_register_stage_commands(); build_parser().format_help()\n"
             "print(sorted(m for m in ('torch', 'lava', 'numba', 'h5py', 'nir', 'matplotlib')"
             " if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout.strip().splitlines()[-1]
-    assert out == "[]"
+    assert _printed_by(code) == "[]"
