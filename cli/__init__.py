@@ -194,8 +194,16 @@ class Terminated(BaseException):
     ``finally`` (temp folders, Lava's workers, run-folder locks) runs on the way out."""
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
+#: the interrupts the command has received.  The exception a signal raises can land inside
+#: a third-party import, which may swallow it or turn it into another error (numpy's
+#: ImportError); the command still ends as interrupted.
+_RECEIVED: list[type] = []
+
+
+def _on_signal(signum, frame) -> None:
+    kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    _RECEIVED.append(kind)
+    raise kind()
 
 
 def _interrupted(exc: BaseException | None) -> type | None:
@@ -280,8 +288,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     # the command itself (argv from the command line) ends interrupted runs with one line
     # and exit 130 / 143 (os._exit: Lava may leave threads); main([...]) in a test returns
     command = argv is None
+    _RECEIVED.clear()
     if command and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, _on_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not if ignored
+            signal.signal(signal.SIGINT, _on_signal)
         os.register_at_fork(after_in_child=_quiet_child_signals)
     args = None
     try:
@@ -290,8 +301,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         args.argv = argv  # train --nproc re-runs the command under torchrun
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        return _end_interrupted(_RECEIVED[0], command) if _RECEIVED else code
     except PsplavaError as exc:
+        if _RECEIVED:
+            return _end_interrupted(_RECEIVED[0], command)
         if args is not None and args.debug:
             raise
         print(f"psplava: error: {exc}", file=sys.stderr)
@@ -302,17 +316,19 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (KeyboardInterrupt, Terminated) as exc:
         return _end_interrupted(type(exc), command)
-    except SystemError as exc:
-        kind = _interrupted(exc)
-        if kind is None:
-            raise
-        return _end_interrupted(kind, command)
     except BrokenPipeError:
         # the reader went away (``psplava inspect m.net | head -1``): stop quietly, and keep
         # the interpreter's final flush from raising again
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except Exception as exc:
+        # numba reports a signal inside a kernel as SystemError, numpy one inside its
+        # import as ImportError: the interrupt behind them, or one received meanwhile
+        kind = _interrupted(exc) or (_RECEIVED[0] if _RECEIVED else None)
+        if kind is None:
+            raise
+        return _end_interrupted(kind, command)
     finally:
         if command and threading.current_thread() is threading.main_thread():
             # the interpreter's own shutdown (atexit work, threads) may still take a while:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import yaml
 
 from psplava.cli import main
@@ -214,3 +215,36 @@ def test_broken_pipe_is_quiet(tmp_path):
     out = subprocess.run(f"{sys.executable} -m psplava inspect {net} | true", shell=True,
                          capture_output=True, text=True, timeout=120)
     assert out.stderr.strip() == "", out.stderr[-500:]
+
+
+@pytest.mark.parametrize("swallow", [
+    "pass",                                   # a library that catches everything
+    "raise ImportError('wrapped') from exc",  # numpy's import turns it into an ImportError
+])
+def test_a_signal_that_a_library_swallows_still_ends_the_command(swallow):
+    """A SIGTERM's exception may land inside a third-party import (they take most of a
+    command's first second), which can swallow it or wrap it: the command still ends with
+    one line and 143 (before: exit 0 after running to the end, or a traceback and 1)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import os, signal, sys, time
+import psplava.cli as cli
+
+def run(args):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except BaseException as exc:
+        {swallow}
+    return 0
+
+cli.COMMANDS["probe"] = lambda sub: sub.add_parser("probe").set_defaults(func=run)
+sys.argv = ["psplava", "probe"]
+sys.exit(cli.main())
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 143 and res.stderr.strip() == "psplava: terminated", \
+        (res.returncode, res.stderr[-500:])
